@@ -1,0 +1,86 @@
+"""OUT/manifest.jsonl (C8): one JSON line per finished request, appended run after run, written
+only after the request's file is in place."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .storage import Storage
+
+MANIFEST = "manifest.jsonl"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Record:
+    """The manifest line of one finished request."""
+
+    run: str
+    job: str
+    method: str
+    url: str
+    final_url: str | None
+    status: int | None
+    ok: bool
+    path: str | None
+    bytes: int | None
+    sha256: str | None
+    content_type: str | None
+    charset: str | None
+    elapsed_ms: float
+    attempts: int
+    error: dict[str, str] | None
+    fetched_at: str
+    key: str
+
+    def to_line(self) -> builtins.bytes:
+        data: dict[str, Any] = {
+            "run": self.run,
+            "job": self.job,
+            "method": self.method,
+            "url": self.url,
+            "final_url": self.final_url,
+            "status": self.status,
+            "ok": self.ok,
+            "path": self.path,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "content_type": self.content_type,
+            "charset": self.charset,
+            "elapsed_ms": self.elapsed_ms,
+            "attempts": self.attempts,
+            "error": self.error,
+            "fetched_at": self.fetched_at,
+            "key": self.key,
+        }
+        return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+class Manifest:
+    """Appends records; knows its own size so the state can note how far it is committed."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        path: Path = storage.out / MANIFEST
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def append(self, record: Record) -> None:
+        line = record.to_line()
+        self._storage.append_line(MANIFEST, line)
+        self.offset += len(line)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every record of a manifest file (for tests and reports)."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -1,0 +1,54 @@
+"""Retry policy (C9), pure: given what an attempt produced, wait how long or give up.
+
+Backoff is exponential with full jitter (AWS Architecture Blog, "Exponential Backoff And
+Jitter"): a uniform wait in [0, min(CAP, BASE * 2**n)]. A Retry-After header (RFC 9110
+10.2.3, seconds or an HTTP date) is the least wait, capped at RETRY_AFTER_CAP_S.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from email.utils import parsedate_to_datetime
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+RETRY_AFTER_CAP_S = 120.0
+
+# Statuses worth another try: the server said "later" or failed on its side (C9).
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Error kinds worth another try; tls, too_large, redirects and body errors are not.
+RETRY_KINDS = frozenset({"timeout", "connect", "protocol"})
+
+
+def should_retry(kind: str, status: int | None) -> bool:
+    """Whether a failure of this kind (and status, for ``http``) is worth another attempt."""
+    if kind == "http":
+        return status in RETRY_STATUSES
+    return kind in RETRY_KINDS
+
+
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a Retry-After header asks for, capped; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP_S)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    wait = when - (time.time() if now is None else now)
+    return min(max(wait, 0.0), RETRY_AFTER_CAP_S)
+
+
+def backoff_s(
+    retry_number: int, retry_after: float | None = None, rng: random.Random | None = None
+) -> float:
+    """The wait before retry ``retry_number`` (1 for the first retry)."""
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (retry_number - 1))
+    wait = (rng or random).uniform(0, ceiling)
+    if retry_after is not None:
+        wait = max(wait, retry_after)
+    return wait

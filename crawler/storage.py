@@ -1,0 +1,116 @@
+"""Atomic writes under the output folder (C7): a file appears under its final name only when
+complete. Temp files live in OUT/.crawler/tmp (same filesystem, so the final rename is atomic)
+and are cleared when a run starts; nothing partial is ever left in a job folder."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import itertools
+import os
+import shutil
+from pathlib import Path
+
+from .errors import LocalError
+
+# OS errors that mean "this machine cannot write here", not "this one request is odd".
+_LOCAL_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
+
+
+def local_error(exc: OSError, path: Path | str) -> LocalError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return LocalError(f"cannot write {path}: {reason}")
+
+
+class Storage:
+    """Writes result files into ``out`` atomically; one instance per run."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.tmp = out / ".crawler" / "tmp"
+        self._counter = itertools.count()
+        self._made_dirs: set[Path] = set()
+        self._jsonl: dict[str, int] = {}
+
+    def prepare(self) -> None:
+        """Create the folders and drop temp files an interrupted run left behind."""
+        try:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise local_error(exc, self.tmp) from exc
+
+    def temp_path(self) -> Path:
+        return self.tmp / f"{os.getpid()}-{next(self._counter)}.part"
+
+    def _parent(self, final: Path) -> None:
+        parent = final.parent
+        if parent not in self._made_dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(parent)
+
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        """Write ``data`` to OUT/rel atomically; returns its sha256. Blocking: run it in an
+        executor. Raises LocalError when the disk or folder refuses."""
+        final = self.out / rel
+        temp = self.temp_path()
+        try:
+            self._parent(final)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(temp, final)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            if exc.errno in _LOCAL_ERRNOS:
+                raise local_error(exc, final) from exc
+            raise
+        return hashlib.sha256(data).hexdigest()
+
+    def move_in(self, rel: str, spilled: Path) -> tuple[int, str]:
+        """Hash a body that was streamed to a temp file and rename it to OUT/rel."""
+        final = self.out / rel
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with spilled.open("rb") as body:
+                while chunk := body.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+            self._parent(final)
+            os.replace(spilled, final)
+        except OSError as exc:
+            spilled.unlink(missing_ok=True)
+            if exc.errno in _LOCAL_ERRNOS:
+                raise local_error(exc, final) from exc
+            raise
+        return size, digest.hexdigest()
+
+    def append_line(self, rel: str, line: bytes) -> None:
+        """Append one whole line to OUT/rel with a single write (O_APPEND), so a crash leaves
+        whole lines only."""
+        fd = self._jsonl.get(rel)
+        try:
+            if fd is None:
+                path = self.out / rel
+                self._parent(path)
+                fd = self._jsonl[rel] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            written = os.write(fd, line)
+            if written != len(line):
+                # Take the torn line back so the file keeps whole lines only.
+                os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_END) - written)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as exc:
+            raise local_error(exc, self.out / rel) from exc
+
+    def close(self) -> None:
+        for fd in self._jsonl.values():
+            os.close(fd)
+        self._jsonl.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)

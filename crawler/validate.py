@@ -1,0 +1,37 @@
+"""Checks beyond the job file itself for `crawler validate`: every line of every urls_file,
+streamed, reported as FILE:LINE like job file problems."""
+
+from __future__ import annotations
+
+from .config import url_problem
+from .errors import Problem
+from .expand import iter_urls_file
+from .spec import JobFile
+
+MAX_REPORTED = 100  # per file: past this, a count
+
+
+def check_urls_files(job_file: JobFile) -> list[Problem]:
+    problems: list[Problem] = []
+    for index, job in enumerate(job_file.jobs):
+        path = job.source.urls_file
+        if path is None:
+            continue
+        bad = 0
+        for _, url, line in iter_urls_file(path):
+            problem = url_problem(url)
+            if problem is None:
+                continue
+            bad += 1
+            if bad <= MAX_REPORTED:
+                problems.append(Problem(str(path), line, f"jobs[{index}].urls_file", problem))
+        if bad > MAX_REPORTED:
+            problems.append(
+                Problem(
+                    str(path),
+                    1,
+                    f"jobs[{index}].urls_file",
+                    f"{bad - MAX_REPORTED} more invalid URLs not shown",
+                )
+            )
+    return problems
