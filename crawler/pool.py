@@ -124,8 +124,9 @@ class Pool:
         self._mark_ready(task.host, host)
 
     def _burst(self) -> float:
-        # rate_per_host allows no burst beyond one second's worth (C4).
-        return max(1.0, self._rate) if self._rate else 0.0
+        # rate_per_host allows no burst beyond one second's worth (C4); a bucket of one token
+        # spaces starts evenly, 1/rate apart, which is the politest reading of that rule.
+        return 1.0 if self._rate else 0.0
 
     def _mark_ready(self, name: str, host: _Host) -> None:
         if not host.queued and host.pending and host.active < self._per_host:
