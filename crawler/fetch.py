@@ -5,6 +5,7 @@ No retry decisions and no disk writes except spilling a large body to a temp fil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import urllib.request
 from collections.abc import Callable
@@ -16,7 +17,9 @@ import aiofiles
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from .errors import LocalError
 from .expand import FetchTask
+from .storage import local_error
 
 # Bodies up to this size stay in memory; larger ones stream to a temp file in chunks.
 SPILL_BYTES = 8 * 1024 * 1024
@@ -120,7 +123,7 @@ async def attempt(
             result.headers = response.headers
             if 200 <= response.status < 300 and job.method != "HEAD":
                 await _read_body(response, job.max_bytes, result, spill_path)
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, LocalError):
         _discard_spill(result)
         raise
     except Exception as exc:
@@ -156,18 +159,22 @@ async def _read_body(
             size += len(chunk)
             if size > max_bytes:
                 raise TooLarge(f"body exceeds max_bytes ({max_bytes})")
-            if out is not None:
-                await out.write(chunk)
-                continue
-            chunks.append(chunk)
-            if size > SPILL_BYTES:
-                result.spill = spill_path()
-                out = await aiofiles.open(result.spill, "wb")
-                await out.write(b"".join(chunks))
-                chunks.clear()
+            try:
+                if out is not None:
+                    await out.write(chunk)
+                    continue
+                chunks.append(chunk)
+                if size > SPILL_BYTES:
+                    result.spill = spill_path()
+                    out = await aiofiles.open(result.spill, "wb")
+                    await out.write(b"".join(chunks))
+                    chunks.clear()
+            except OSError as exc:  # our disk, not the network: this stops the run
+                raise local_error(exc, result.spill or "the temp folder") from exc
     finally:
         if out is not None:
-            await out.close()
+            with contextlib.suppress(OSError):
+                await out.close()
     result.size = size
     if result.spill is None:
         result.body = b"".join(chunks)

@@ -140,7 +140,11 @@ class Run:
                     flusher.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await flusher
-            state.flush(manifest.offset)
+            try:
+                state.flush(manifest.offset)
+            except LocalError as exc:
+                self._fatal = self._fatal or exc
+                log.error("stopping: %s", exc)
             return self._finish(started)
         finally:
             storage.close()
@@ -177,7 +181,11 @@ class Run:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_EVERY_S)
-            self.state.flush(self.manifest.offset)
+            try:
+                self.state.flush(self.manifest.offset)
+            except LocalError as exc:
+                self._abort(exc)
+                return
 
     # --- one request -----------------------------------------------------------------------
 

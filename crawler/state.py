@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import LocalError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,
@@ -63,6 +65,8 @@ class RunState:
     """The state database of one output folder."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
+        self.flush_ms = 0.0
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a commit survives a process crash; a power loss may drop the
@@ -192,7 +196,14 @@ class RunState:
         return len(self._done)
 
     def flush(self, manifest_offset: int) -> None:
-        """Commit everything batched so far in one transaction."""
+        """Commit everything batched so far in one transaction. Raises LocalError when the
+        disk refuses; the batch is kept and the manifest replay restores it on resume."""
+        try:
+            self._commit(manifest_offset)
+        except sqlite3.Error as exc:
+            raise LocalError(f"cannot write the run state {self.path}: {exc}") from exc
+
+    def _commit(self, manifest_offset: int) -> None:
         if not (self._done or self._names or self._validators) and manifest_offset <= 0:
             return
         started = time.perf_counter()
