@@ -60,6 +60,7 @@ class Pool:
         self._wake = asyncio.Event()
         self._stopping = False
         self.started = 0
+        self.error: Exception | None = None  # a bug in run_one: stops the pool, re-raised
 
     # --- public ----------------------------------------------------------------------------
 
@@ -71,8 +72,10 @@ class Pool:
                 self._refill()
                 self._dispatch()
             if not self._inflight and (self._stopping or self._exhausted()):
-                return
+                break
             await self._wake.wait()
+        if self.error is not None:
+            raise self.error
 
     def stop(self) -> None:
         """Take no new work; retries not yet due are dropped (a resume repeats them)."""
@@ -194,6 +197,11 @@ class Pool:
     async def _run(self, task: FetchTask, name: str, host: _Host) -> None:
         try:
             delay = await self._run_one(task)
+        except Exception as exc:
+            if self.error is None:
+                self.error = exc
+                self.stop()
+            return
         finally:
             host.active -= 1
             self._mark_ready(name, host)
