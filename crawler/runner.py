@@ -35,9 +35,8 @@ log = logging.getLogger(__name__)
 
 # How long in-flight requests may finish after SIGINT/SIGTERM before they are cancelled (C10).
 GRACE_S = 10.0
-# State commits: at most this long apart, or this many finished requests.
+# State commits, each after the files and manifest lines it covers are synced to disk.
 FLUSH_EVERY_S = 0.5
-FLUSH_EVERY_N = 1000
 
 EXIT_OK, EXIT_FAILED, EXIT_LOCAL = 0, 1, 4
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -141,7 +140,7 @@ class Run:
                     with contextlib.suppress(asyncio.CancelledError):
                         await flusher
             try:
-                state.flush(manifest.offset)
+                await self._flush()
             except LocalError as exc:
                 self._fatal = self._fatal or exc
                 log.error("stopping: %s", exc)
@@ -182,10 +181,18 @@ class Run:
         while True:
             await asyncio.sleep(FLUSH_EVERY_S)
             try:
-                self.state.flush(self.manifest.offset)
+                await self._flush()
             except LocalError as exc:
                 self._abort(exc)
                 return
+
+    async def _flush(self) -> None:
+        """Commit the finished requests so far, once their files and manifest lines are on
+        disk: a state row then survives a power loss as surely as the file it stands for."""
+        batch = self.state.seal(self.manifest.offset)
+        if batch.done or batch.validators:
+            await asyncio.to_thread(self.storage.sync)
+        self.state.commit(batch)
 
     # --- one request -----------------------------------------------------------------------
 
@@ -296,8 +303,6 @@ class Run:
             )
         if self.on_finished is not None:
             self.on_finished(record)
-        if self.state.pending >= FLUSH_EVERY_N:
-            self.state.flush(self.manifest.offset)
 
     # --- stopping --------------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ file and manifest line exist is never fetched again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LocalError
@@ -61,21 +61,42 @@ class DoneRow:
     attempts: int
 
 
+def _file_matches(out: Path, record: dict[str, object]) -> bool:
+    """Whether the file a manifest line names holds what the line says."""
+    path, size, digest = record.get("path"), record.get("bytes"), record.get("sha256")
+    if not path or digest is None:
+        return True  # nothing saved, or a jsonl line: nothing to check
+    file = out / str(path)
+    try:
+        if file.stat().st_size != size:
+            return False
+        with file.open("rb") as body:
+            return hashlib.file_digest(body, "sha256").hexdigest() == digest
+    except OSError:
+        return False
+
+
+@dataclass(slots=True)
+class Batch:
+    """State rows waiting for one transaction, and how far the manifest covers them."""
+
+    done: list[DoneRow] = field(default_factory=list)
+    validators: list[tuple[str, Validators]] = field(default_factory=list)
+    manifest_offset: int = 0
+
+
 class RunState:
     """The state database of one output folder."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.flush_ms = 0.0
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a commit survives a process crash; a power loss may drop the
         # last commits, which the manifest replay in ``recover`` then restores.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
-        self._done: list[DoneRow] = []
-        self._names: dict[tuple[str, str], str] = {}
-        self._validators: list[tuple[str, Validators]] = []
+        self._batch = Batch()
         self.run_id = ""
 
     # --- runs ------------------------------------------------------------------------------
@@ -114,7 +135,11 @@ class RunState:
 
     def recover(self, manifest: Path) -> int:
         """Replay manifest lines of this run written after the last commit; returns how many.
-        A torn last line (a crash mid-write) is cut off."""
+
+        A line counts only if its file is there with the size and sha256 it names: after a
+        power loss a line can outlive its file's data. The manifest is cut at the first line
+        that is torn or not JSON (a crash mid-write, or zeros after a power loss).
+        """
         row = self.db.execute(
             "SELECT manifest_offset FROM runs WHERE id = ?", (self.run_id,)
         ).fetchone()
@@ -126,14 +151,16 @@ class RunState:
             handle.seek(offset)
             good_end = offset
             for raw in handle:
-                if not raw.endswith(b"\n"):
+                try:
+                    record = json.loads(raw) if raw.endswith(b"\n") else None
+                except ValueError:
+                    record = None
+                if not isinstance(record, dict):
                     break
                 good_end += len(raw)
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    continue
                 if record.get("run") != self.run_id or "key" not in record:
+                    continue
+                if not _file_matches(manifest.parent, record):
                     continue
                 self.add_done(
                     DoneRow(
@@ -145,9 +172,6 @@ class RunState:
                         int(record.get("attempts") or 1),
                     )
                 )
-                if record.get("path") and record.get("job"):
-                    rel = str(record["path"]).split("/", 1)[-1]
-                    self._names[(record["job"], rel.lower())] = record["key"]
                 replayed += 1
             handle.truncate(good_end)
         self.flush(good_end)
@@ -163,22 +187,22 @@ class RunState:
 
     def claim_name(self, job: str, name: str, key: str) -> bool:
         """Reserve ``name`` (compared ignoring case) for request ``key`` in this run's job;
-        False when another request already holds it."""
-        folded = (job, name.lower())
-        holder = self._names.get(folded)
-        if holder is None:
-            row = self.db.execute(
-                "SELECT key FROM names WHERE run = ? AND job = ? AND folded = ?",
-                (self.run_id, job, folded[1]),
-            ).fetchone()
-            holder = str(row[0]) if row else None
-        if holder is None:
-            self._names[folded] = key
+        False when another request already holds it. Written at once (not batched): a claim
+        must outlive a crash, or a resumed run could hand the name to another request."""
+        folded = name.lower()
+        row = self.db.execute(
+            "SELECT key FROM names WHERE run = ? AND job = ? AND folded = ?",
+            (self.run_id, job, folded),
+        ).fetchone()
+        if row is None:
+            self.db.execute(
+                "INSERT INTO names VALUES (?, ?, ?, ?)", (self.run_id, job, folded, key)
+            )
             return True
-        return holder == key
+        return str(row[0]) == key
 
     def add_done(self, row: DoneRow) -> None:
-        self._done.append(row)
+        self._batch.done.append(row)
 
     def validators(self, key: str) -> Validators | None:
         row = self.db.execute(
@@ -189,36 +213,37 @@ class RunState:
         return Validators(*row) if row else None
 
     def set_validators(self, key: str, value: Validators) -> None:
-        self._validators.append((key, value))
+        self._batch.validators.append((key, value))
 
-    @property
-    def pending(self) -> int:
-        return len(self._done)
+    def seal(self, manifest_offset: int) -> Batch:
+        """Take the rows batched so far; the manifest holds their lines up to the offset."""
+        batch, self._batch = self._batch, Batch()
+        batch.manifest_offset = manifest_offset
+        return batch
 
     def flush(self, manifest_offset: int) -> None:
-        """Commit everything batched so far in one transaction. Raises LocalError when the
-        disk refuses; the batch is kept and the manifest replay restores it on resume."""
+        """Commit everything batched so far (see ``commit``)."""
+        self.commit(self.seal(manifest_offset))
+
+    def commit(self, batch: Batch) -> None:
+        """Commit a sealed batch in one transaction. Raises LocalError when the disk refuses;
+        the manifest replay in ``recover`` restores the rows on resume."""
         try:
-            self._commit(manifest_offset)
+            self._commit(batch)
         except sqlite3.Error as exc:
             raise LocalError(f"cannot write the run state {self.path}: {exc}") from exc
 
-    def _commit(self, manifest_offset: int) -> None:
-        if not (self._done or self._names or self._validators) and manifest_offset <= 0:
+    def _commit(self, batch: Batch) -> None:
+        if not (batch.done or batch.validators) and batch.manifest_offset <= 0:
             return
-        started = time.perf_counter()
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
                 "INSERT OR REPLACE INTO done VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (self.run_id, d.key, d.ok, d.kind, d.status, d.bytes, d.attempts)
-                    for d in self._done
+                    for d in batch.done
                 ],
-            )
-            self.db.executemany(
-                "INSERT OR IGNORE INTO names VALUES (?, ?, ?, ?)",
-                [(self.run_id, job, folded, key) for (job, folded), key in self._names.items()],
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO validators VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -233,18 +258,14 @@ class RunState:
                         v.content_type,
                         v.charset,
                     )
-                    for k, v in self._validators
+                    for k, v in batch.validators
                 ],
             )
-            if manifest_offset > 0:
+            if batch.manifest_offset > 0:
                 self.db.execute(
                     "UPDATE runs SET manifest_offset = ? WHERE id = ?",
-                    (manifest_offset, self.run_id),
+                    (batch.manifest_offset, self.run_id),
                 )
-        self._done.clear()
-        self._names.clear()
-        self._validators.clear()
-        self.flush_ms = (time.perf_counter() - started) * 1000
 
     # --- summary ---------------------------------------------------------------------------
 

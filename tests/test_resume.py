@@ -361,3 +361,45 @@ async def test_full_disk_exits_4_and_resumes(aiohttp_server, write_job, small_di
     assert code == 0, err
     assert_complete(out, base, {})
     assert before <= {p.name for p in small.iterdir()}
+
+
+async def test_power_loss_tail_is_checked_on_resume(aiohttp_server, write_job, tmp_path):
+    """What a power loss can leave: manifest lines past the last state commit whose file data
+    never reached the disk, and zeros at the manifest's end. Resume must refetch those."""
+    import sqlite3
+
+    base, counts = await start(aiohttp_server)
+    job = write_job(job_text(base))
+    out = tmp_path / "out"
+    proc = await spawn("run", str(job), "-o", str(out))
+    await wait_until(lambda: sum(counts.finished.values()) >= 60)
+    proc.kill()
+    await proc.wait()
+    db = sqlite3.connect(out / ".crawler" / "state.sqlite3")
+    [(committed,)] = db.execute("SELECT manifest_offset FROM runs").fetchall()
+    db.close()
+    manifest = (out / "manifest.jsonl").read_bytes()
+    tail = [json.loads(line) for line in manifest[committed:].splitlines()]
+    if not tail:  # the kill came right after a commit: make one line uncommitted by hand
+        db = sqlite3.connect(out / ".crawler" / "state.sqlite3")
+        last = json.loads(manifest.splitlines()[-1])
+        db.execute("DELETE FROM done WHERE key = ?", (last["key"],))
+        db.execute(
+            "UPDATE runs SET manifest_offset = ?",
+            (len(manifest) - len(manifest.splitlines()[-1]) - 1,),
+        )
+        db.commit()
+        db.close()
+        tail = [last]
+    lost = tail[-1]
+    (out / lost["path"]).write_bytes(b"")  # its data never reached the disk
+    with (out / "manifest.jsonl").open("ab") as handle:
+        handle.write(b"\0" * 300)
+    hits_before = counts.hits[lost["url"].removeprefix(base)]
+
+    code, err = await finish(await spawn("run", str(job), "-o", str(out)))
+    assert code == 0, err
+    assert counts.hits[lost["url"].removeprefix(base)] == hits_before + 1
+    records = read_manifest(out)  # parses: the zeros were cut
+    mine = [r for r in records if r["url"] == lost["url"] and r["ok"]]
+    assert (out / mine[-1]["path"]).read_bytes() == item_body(int(lost["url"].rsplit("/", 1)[1]))
