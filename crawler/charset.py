@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import cchardet
 
-# cchardet scans everything it is given (about 25 ms per 100 KB), so it sees a prefix only.
+# cchardet scans everything it is given (about 25 ms per 100 KB, twice that for binary noise),
+# so it sees a prefix only.
 DETECT_PREFIX = 64 * 1024
+# The second look, when the prefix misled it: bounded too.
+DETECT_SECOND = 1024 * 1024
 # Where browsers look for <meta charset>: the first 1024 bytes (HTML Standard, "prescan").
 META_PREFIX = 1024
 # A few more, because real pages put long scripts or comments before the meta tag.
@@ -28,16 +32,27 @@ _META = re.compile(
     re.IGNORECASE,
 )
 _CT_CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+# Python text codecs that are not character sets a web page can be written in: a server or
+# page naming one is wrong, and decoding with it would garble or fail (``undefined`` raises
+# a bare UnicodeError). Treated as unknown, so the next source in the order decides.
+_NOT_CHARSETS = frozenset(
+    {"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined", "utf-7"}
+)
 
 
 def lookup(name: str | None) -> str | None:
-    """The canonical codec name, or None when Python has no such codec."""
+    """The canonical name of a character set, or None when Python has no such text codec
+    (``base64``, ``zlib`` and the like are codecs, but not for text)."""
     if not name:
         return None
     try:
-        return codecs.lookup(name).name
+        info = codecs.lookup(name)
     except LookupError:
         return None
+    if not info._is_text_encoding or info.name in _NOT_CHARSETS:
+        return None
+    return info.name
 
 
 def bom_codec(body: bytes) -> str | None:
@@ -56,20 +71,37 @@ def header_charset(content_type: str | None) -> str | None:
 
 def meta_charset(body: bytes) -> str | None:
     match = _META.search(body, 0, _META_SCAN)
-    return lookup(match.group(1).decode("ascii")) if match else None
+    if not match:
+        return None
+    codec = lookup(match.group(1).decode("ascii"))
+    # A meta tag readable as ASCII means an ASCII-compatible document, so a UTF-16/32 label
+    # is wrong; the HTML Standard reads such a page as UTF-8.
+    if codec is not None and codec.startswith(("utf-16", "utf-32")):
+        return "utf-8"
+    return codec
 
 
 def detect(body: bytes) -> str | None:
     """cchardet's guess on a bounded prefix; None when it has no confident answer."""
     if not body:
         return None
-    result = cchardet.detect(body[:DETECT_PREFIX])
-    name = result.get("encoding")
-    codec = lookup(name)
+    sample = body[:DETECT_PREFIX]
+    codec = _guess(sample)
+    if codec == "ascii" and len(body) > DETECT_PREFIX:
+        # Pages often open with long inline scripts or styles; a prefix of those says only
+        # "ASCII". Look again from the first byte that is not ASCII.
+        first = _NON_ASCII.search(body, DETECT_PREFIX)
+        if first is not None:
+            start = max(0, first.start() - META_PREFIX)
+            codec = _guess(body[start : start + DETECT_PREFIX])
     # Pure ASCII is valid UTF-8; call it that, as the default would.
     if codec == "ascii":
         return "utf-8"
     return codec
+
+
+def _guess(sample: bytes) -> str | None:
+    return lookup(cchardet.detect(sample).get("encoding"))
 
 
 def fallback_charset(_response: Any, body: bytes) -> str:
@@ -78,20 +110,41 @@ def fallback_charset(_response: Any, body: bytes) -> str:
 
 
 def decode(body: bytes, content_type: str | None, forced: str | None) -> tuple[str, str]:
-    """Decode ``body``; returns (text, codec used). Raises UnicodeDecodeError when the forced
-    codec does not fit, or when nothing does."""
+    """Decode ``body``; returns (text, codec used). Raises UnicodeError (a ValueError) when
+    the forced codec does not fit, or when nothing does; LookupError for an unknown forced
+    codec."""
     if forced:
+        if forced == "utf-8" and body.startswith(codecs.BOM_UTF8):
+            return body[len(codecs.BOM_UTF8) :].decode(forced), forced  # no BOM in the file
         return body.decode(forced), forced
+    tried: list[str] = []
     declared = bom_codec(body) or header_charset(content_type) or meta_charset(body)
     if declared:
         try:
             return body.decode(declared), declared
-        except UnicodeDecodeError:
-            pass  # a wrong label is common; detection below gets a second chance
-    detected = detect(body) or "utf-8"
-    try:
-        return body.decode(detected), detected
-    except UnicodeDecodeError:
-        if detected == "utf-8":
-            raise
-    return body.decode("utf-8"), "utf-8"
+        except UnicodeError:
+            tried.append(declared)  # a wrong label is common; detection gets a second chance
+    for codec in _candidates(body):
+        if codec is None or codec in tried:
+            continue
+        try:
+            return body.decode(codec), codec
+        except UnicodeError:
+            tried.append(codec)
+    raise UnicodeDecodeError(
+        tried[0] if tried else "utf-8",
+        body,
+        0,
+        len(body),
+        f"no codec decodes the body (tried {', '.join(tried)})",
+    )
+
+
+def _candidates(body: bytes) -> Iterator[str | None]:
+    """Detection on the prefix; then, when that codec does not fit (the prefix misled it),
+    detection on a larger part of the body; then UTF-8."""
+    yield detect(body)
+    if len(body) > DETECT_PREFIX:
+        guess = _guess(body[:DETECT_SECOND])
+        yield "utf-8" if guess == "ascii" else guess
+    yield "utf-8"

@@ -8,6 +8,8 @@ one pass. No network and no writes here.
 from __future__ import annotations
 
 import codecs
+import json
+import math
 import os
 import re
 import string
@@ -34,7 +36,18 @@ from .spec import (
 )
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_NAME_MAX = 200
+# Device names Windows refuses as a file or folder name, with or without an extension.
+_WINDOWS_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul"}
+    | {f"com{i}" for i in range(1, 10)}
+    | {f"lpt{i}" for i in range(1, 10)}
+)
+# What crawler itself keeps in OUT: no job folder or jsonl file may take these names.
+_OUT_RESERVED = {".crawler": "crawler's own state folder", "manifest.jsonl": "the manifest"}
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+_HOST_RE = re.compile(r"^[A-Za-z0-9._~%!$&'()*+,;=:-]+$")  # RFC 3986 reg-name or IP literal
 _FILENAME_FIELDS = frozenset({"host", "path", "query", "hash", "index", "ext"})
 # Headers whose values are credentials: never written anywhere (C3).
 SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -61,6 +74,29 @@ _REQUEST_KEYS = (
 )
 _FOLLOW_KEYS = ("depth", "scope", "include", "exclude", "max_pages", "robots", "sitemaps")
 
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Unreadable:
+    def __repr__(self) -> str:
+        return "an unreadable value"
+
+
+_UNREADABLE = _Unreadable()
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader, except that a date or time stays the text it was written as: a job file
+    sends it on (a query, a header, a JSON body), and JSON has no date type."""
+
+
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
 
 @dataclass(slots=True)
 class _Value:
@@ -70,10 +106,44 @@ class _Value:
     path: str
     value: Any
     env_filled: bool = False
+    env_missing: bool = False
+    constructed: bool = False
 
     @property
     def line(self) -> int:
         return int(self.node.start_mark.line) + 1
+
+
+def _child(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _key_id(node: yaml.Node) -> object:
+    return (node.tag, node.value) if isinstance(node, yaml.ScalarNode) else id(node)
+
+
+def _entries(node: yaml.MappingNode, depth: int = 0) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The mapping's (key, value) nodes with YAML merge keys (``<<: *anchor``) resolved: a key
+    written in the mapping itself wins over a merged one, and the first of two equal keys is
+    kept (the second is reported as a duplicate by the tree check)."""
+    own: list[tuple[yaml.Node, yaml.Node]] = []
+    merged: list[tuple[yaml.Node, yaml.Node]] = []
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE_TAG:
+            own.append((key_node, value_node))
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if isinstance(source, yaml.MappingNode) and depth < 50:
+                merged.extend(_entries(source, depth + 1))
+    out: list[tuple[yaml.Node, yaml.Node]] = []
+    seen: set[object] = set()
+    for key_node, value_node in own + merged:
+        key = _key_id(key_node)
+        if key not in seen:
+            seen.add(key)
+            out.append((key_node, value_node))
+    return out
 
 
 class _Reader:
@@ -84,28 +154,106 @@ class _Reader:
         self.shown = str(file)
         self.environ = environ
         self.problems: list[Problem] = []
-        self._loader = yaml.SafeLoader("")
+        self._loader = _Loader("")
+        self._env_missing: set[int] = set()  # ids of string nodes with an unset ${VAR}
 
     def problem(self, where: _Value | yaml.Node, path: str, message: str) -> None:
         node = where.node if isinstance(where, _Value) else where
+        if (isinstance(where, _Value) and where.env_missing) or id(node) in self._env_missing:
+            return  # an unset ${VAR} is reported already; what it left behind says nothing new
         line = int(node.start_mark.line) + 1
         self.problems.append(Problem(self.shown, line, path, message))
+
+    def problem_on(self, line: int, path: str, message: str) -> None:
+        self.problems.append(Problem(self.shown, line, path, message))
+
+    # --- the whole tree --------------------------------------------------------------------
+
+    def check_tree(self, root: yaml.Node) -> bool:
+        """Report what no later check can see: duplicate keys at any depth, recursive aliases,
+        tags a safe loader cannot build, and values their tag cannot read (``!!int x``).
+        False when the tree cannot be built into values at all."""
+        broken = [False]
+        done: set[int] = set()
+
+        def walk(node: yaml.Node, path: str, parents: tuple[int, ...]) -> None:
+            if id(node) in parents:
+                self.problem(node, path, "an alias refers to a value that contains it")
+                broken[0] = True
+                return
+            if id(node) in done:
+                return
+            done.add(id(node))
+            if node.tag not in _Loader.yaml_constructors:
+                self.problem(node, path, f"unsupported YAML tag {node.tag}")
+                broken[0] = True
+                return
+            inner = (*parents, id(node))
+            if isinstance(node, yaml.MappingNode):
+                first: dict[object, int] = {}
+                for key_node, value_node in node.value:
+                    if key_node.tag == _MERGE_TAG:
+                        sources = (
+                            value_node.value
+                            if isinstance(value_node, yaml.SequenceNode)
+                            else [value_node]
+                        )
+                        if not all(isinstance(s, yaml.MappingNode) for s in sources):
+                            self.problem(key_node, path, "<< must merge a mapping or a list")
+                            broken[0] = True
+                        for source in sources:
+                            walk(source, path, inner)
+                        continue
+                    if not isinstance(key_node, yaml.ScalarNode):
+                        self.problem(key_node, path, "keys must be strings or numbers")
+                        broken[0] = True
+                        continue
+                    child = _child(path, key_node.value)
+                    if not readable(key_node, child):
+                        continue
+                    line = int(key_node.start_mark.line) + 1
+                    ident = _key_id(key_node)
+                    if ident in first:
+                        self.problem(
+                            key_node, child, f"duplicate key (first on line {first[ident]})"
+                        )
+                    else:
+                        first[ident] = line
+                    walk(value_node, child, inner)
+            elif isinstance(node, yaml.SequenceNode):
+                for index, value_node in enumerate(node.value):
+                    walk(value_node, f"{path}[{index}]", inner)
+            else:
+                readable(node, path)
+
+        def readable(node: yaml.Node, path: str) -> bool:
+            if node.tag == _STR_TAG:
+                return True
+            try:
+                self._loader.construct_object(node)
+            except (yaml.YAMLError, ValueError, TypeError) as exc:
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.problem(node, path, f"cannot read {node.value!r} as {node.tag}: {message}")
+                broken[0] = True
+                return False
+            return True
+
+        walk(root, "", ())
+        return not broken[0]
 
     # --- structure -------------------------------------------------------------------------
 
     def mapping(self, node: yaml.Node, path: str, allowed: tuple[str, ...]) -> dict[str, _Value]:
-        """The mapping's entries by key; reports unknown and duplicate keys."""
+        """The mapping's entries by key; reports unknown keys (duplicates: see check_tree)."""
         if not isinstance(node, yaml.MappingNode):
-            self.problem(node, path, "must be a mapping")
+            self.problem(node, path, f"must be a mapping, not {_node_kind(node)}")
             return {}
         out: dict[str, _Value] = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in _entries(node):
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            child = f"{path}.{key}" if path else str(key)
+            child = _child(path, key)
             if not isinstance(key, str):
                 self.problem(key_node, path, "keys must be strings")
-            elif key in out:
-                self.problem(key_node, child, "duplicate key")
             elif key not in allowed:
                 hint = _close_match(key, allowed)
                 self.problem(key_node, child, f"unknown key{hint}")
@@ -114,31 +262,56 @@ class _Reader:
         return out
 
     def construct(self, item: _Value) -> _Value:
-        """Build the plain Python value, substituting ${VAR} in every string."""
-        raw = self._loader.construct_object(item.node, deep=True)
-        filled = [False]
-        item.value = self._substitute(raw, item, filled)
-        item.env_filled = filled[0]
+        """Build the plain Python value, substituting ${VAR} in every string (once per item);
+        a variable that is not set is reported on the line and key path where it is used."""
+        if item.constructed:
+            return item
+        before = len(self.problems)
+        filled = self._check_env(item.node, item.path, set())
+        try:
+            raw = self._loader.construct_object(item.node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:  # check_tree catches these first
+            self.problem(item, item.path, f"cannot read this value: {exc}")
+            raw = _UNREADABLE
+        item.value = self._substitute(raw)
+        item.env_filled = filled
+        item.env_missing = len(self.problems) > before
+        item.constructed = True
         return item
 
-    def _substitute(self, raw: Any, item: _Value, filled: list[bool]) -> Any:
+    def _check_env(self, node: yaml.Node, path: str, done: set[int]) -> bool:
+        """Report every unset ${VAR} under ``node``; True when some variable was filled in."""
+        if id(node) in done:
+            return False
+        done.add(id(node))
+        filled = False
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR_TAG and "${" in node.value:
+                names = [match.group(1) for match in _ENV_RE.finditer(node.value)]
+                filled = any(name in self.environ for name in names)
+                for name in names:
+                    if name not in self.environ:
+                        self.problem(node, path, f"environment variable {name} is not set")
+                if any(name not in self.environ for name in names):
+                    self._env_missing.add(id(node))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, value_node in enumerate(node.value):
+                filled |= self._check_env(value_node, f"{path}[{index}]", done)
+        elif isinstance(node, yaml.MappingNode):
+            for key_node, value_node in _entries(node):
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                filled |= self._check_env(value_node, _child(path, key), done)
+        return filled
+
+    def _substitute(self, raw: Any) -> Any:
         if isinstance(raw, str):
             if "${" not in raw:
                 return raw
-
-            def replace(match: re.Match[str]) -> str:
-                name = match.group(1)
-                if name not in self.environ:
-                    self.problem(item, item.path, f"environment variable {name} is not set")
-                    return ""
-                filled[0] = True
-                return self.environ[name]
-
-            return _ENV_RE.sub(replace, raw)
+            return _ENV_RE.sub(lambda m: self.environ.get(m.group(1), ""), raw)
         if isinstance(raw, list):
-            return [self._substitute(v, item, filled) for v in raw]
+            return [self._substitute(v) for v in raw]
         if isinstance(raw, dict):
-            return {k: self._substitute(v, item, filled) for k, v in raw.items()}
+            return {k: self._substitute(v) for k, v in raw.items()}
         return raw
 
     # --- scalars ---------------------------------------------------------------------------
@@ -161,8 +334,12 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.problem(item, item.path, f"must be a number, not {_kind(value)}")
             return None
+        if math.isnan(value) or math.isinf(value):
+            self.problem(item, item.path, f"must be a finite number, not {value}")
+            return None
         if value <= 0:
-            self.problem(item, item.path, f"must be above 0, not {value}")
+            off = " (0 or null turns it off)" if allow_off else ""
+            self.problem(item, item.path, f"must be above 0, not {value}{off}")
             return None
         return float(value)
 
@@ -188,37 +365,66 @@ class _Reader:
         return value.strip()
 
     def local_path(self, item: _Value, *, must_exist: bool) -> Path | None:
+        """A path relative to the job file's folder (C2), not to the current directory."""
         value = self.text(item)
         if value is None:
             return None
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = self.file.parent / path
+        if not value.strip():
+            self.problem(item, item.path, "must not be empty")
+            return None
+        path = self.resolve(value)
         if must_exist and not path.is_file():
-            self.problem(item, item.path, f"file not found: {path}")
+            what = "not a file" if path.exists() else "file not found"
+            self.problem(item, item.path, f"{what}: {path}")
             return None
         return path
+
+    def resolve(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.file.parent / path
 
 
 def url_problem(value: str) -> str | None:
     """Why ``value`` is not a usable http(s) URL, or None when it is."""
     try:
         url = URL(value.strip())
+        host = url.raw_host
     except (ValueError, TypeError) as exc:
         return f"invalid URL {value!r}: {exc}"
     if url.scheme not in ("http", "https"):
         return f"URL must be http or https: {value!r}"
-    if not url.host:
+    if not host:
         return f"URL has no host: {value!r}"
+    if not _HOST_RE.match(host):
+        return f"URL has an invalid host {host!r}: {value!r}"
     return None
 
 
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
-        type(value), "a list" if isinstance(value, list) else "a mapping"
-    )
+    kinds: dict[type, str] = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bytes: "binary data",
+        list: "a list",
+        dict: "a mapping",
+        set: "a set",
+        _Unreadable: "an unreadable value",
+    }
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _node_kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if node.tag == "tag:yaml.org,2002:null":
+        return "null"
+    return "a scalar"
 
 
 def _close_match(key: str, allowed: tuple[str, ...]) -> str:
@@ -242,20 +448,22 @@ def _scalar_text(value: Any) -> str | None:
 
 def _pairs(r: _Reader, item: _Value) -> tuple[tuple[str, str], ...] | None:
     """params/form: a mapping whose values are scalars or lists of scalars."""
-    value = r.construct(item).value
-    if not isinstance(value, dict):
-        r.problem(item, item.path, f"must be a mapping, not {_kind(value)}")
+    if not isinstance(item.node, yaml.MappingNode):
+        r.problem(item, item.path, f"must be a mapping, not {_kind(r.construct(item).value)}")
         return None
     pairs: list[tuple[str, str]] = []
-    for key, raw in value.items():
-        values = raw if isinstance(raw, list) else [raw]
-        for one in values:
-            text = _scalar_text(one)
-            if text is None:
-                r.problem(item, f"{item.path}.{key}", "must be a scalar or a list of scalars")
-                return None
-            pairs.append((str(key), text))
-    return tuple(pairs)
+    ok = True
+    for key_node, value_node in _entries(item.node):
+        key = str(key_node.value)
+        one = r.construct(_Value(value_node, _child(item.path, key), None))
+        values = one.value if isinstance(one.value, list) else [one.value]
+        texts = [_scalar_text(v) for v in values]
+        if any(t is None for t in texts):
+            r.problem(one, one.path, "must be a scalar or a list of scalars")
+            ok = False
+            continue
+        pairs.extend((key, t) for t in texts if t is not None)
+    return tuple(pairs) if ok else None
 
 
 def _headers(r: _Reader, item: _Value) -> tuple[dict[str, str], set[str]] | None:
@@ -264,20 +472,37 @@ def _headers(r: _Reader, item: _Value) -> tuple[dict[str, str], set[str]] | None
         return None
     headers: dict[str, str] = {}
     secret: set[str] = set()
-    for key_node, value_node in item.node.value:
+    first: dict[str, int] = {}
+    ok = True
+    for key_node, value_node in _entries(item.node):
         name = str(key_node.value)
-        one = r.construct(_Value(value_node, f"{item.path}.{name}", None))
+        path = _child(item.path, name)
+        if not _HEADER_NAME_RE.match(name):
+            r.problem(key_node, path, "not a valid header name")
+            ok = False
+            continue
+        line = int(key_node.start_mark.line) + 1
+        if name.lower() in first:
+            r.problem(
+                key_node, path, f"duplicate header (names ignore case; line {first[name.lower()]})"
+            )
+            ok = False
+            continue
+        first[name.lower()] = line
+        one = r.construct(_Value(value_node, path, None))
         text = _scalar_text(one.value)
         if text is None:
             r.problem(one, one.path, f"must be a string, not {_kind(one.value)}")
+            ok = False
             continue
-        if any(c in text for c in "\r\n\0"):
-            r.problem(one, one.path, "must not contain line breaks or NUL")
+        if any((c < " " and c != "\t") or c == "\x7f" for c in text):
+            r.problem(one, one.path, "must not contain line breaks or control characters")
+            ok = False
             continue
         headers[name] = text
         if one.env_filled or name.lower() in SECRET_HEADERS:
             secret.add(name.lower())
-    return headers, secret
+    return (headers, secret) if ok else None
 
 
 def _timeout(r: _Reader, item: _Value) -> dict[str, float | None] | None:
@@ -312,56 +537,101 @@ def _filename(r: _Reader, item: _Value) -> str | None:
     return value
 
 
+def _json_body(r: _Reader, item: _Value) -> Any:
+    value = r.construct(item).value
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        r.problem(item, item.path, f"cannot be sent as JSON: {exc}")
+    return value
+
+
+def _encoding(r: _Reader, item: _Value) -> str | None:
+    value = r.text(item)
+    if value is None:
+        return None
+    try:
+        info = codecs.lookup(value)
+    except LookupError:
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        r.problem(item, item.path, f"unknown codec {value!r}")
+        return None
+    return info.name
+
+
+def _method(r: _Reader, item: _Value) -> str | None:
+    text = r.text(item)
+    if text is None:
+        return None
+    if text.upper() not in METHODS:
+        r.problem(item, item.path, f"must be one of {', '.join(METHODS)}, not {text!r}")
+        return None
+    return text.upper()
+
+
+def _save(r: _Reader, item: _Value) -> str | None:
+    value = r.text(item)
+    if value is not None and value not in SAVE_MODES:
+        r.problem(item, item.path, f"must be one of {', '.join(SAVE_MODES)}, not {value!r}")
+        return None
+    return value
+
+
+def _proxy(r: _Reader, item: _Value) -> str | None:
+    text = r.text(item)
+    return None if text is None else r.http_url(item, text, item.path)
+
+
+def _verify(r: _Reader, item: _Value) -> bool | Path | None:
+    value = r.construct(item).value
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return r.local_path(item, must_exist=True)
+    r.problem(item, item.path, f"must be true, false or a CA bundle's path, not {_kind(value)}")
+    return None
+
+
 def _request_keys(r: _Reader, fields: dict[str, _Value]) -> dict[str, Any]:
     """Validate the request keys present in ``fields`` into plain values (absent = unset)."""
     out: dict[str, Any] = {}
     checks: dict[str, Callable[[_Value], Any]] = {
+        "method": lambda v: _method(r, v),
         "params": lambda v: _pairs(r, v),
         "form": lambda v: _pairs(r, v),
         "headers": lambda v: _headers(r, v),
-        "json": lambda v: r.construct(v).value,
+        "json": lambda v: _json_body(r, v),
         "data": r.text,
         "timeout": lambda v: _timeout(r, v),
+        "save": lambda v: _save(r, v),
+        "encoding": lambda v: _encoding(r, v),
         "retries": lambda v: r.integer(v, 0),
         "max_bytes": lambda v: r.integer(v, 1),
         "max_redirects": lambda v: r.integer(v, 0),
         "conditional": r.boolean,
+        "proxy": lambda v: _proxy(r, v),
+        "verify": lambda v: _verify(r, v),
         "filename": lambda v: _filename(r, v),
     }
     for key, item in fields.items():
-        if key in checks:
-            value = checks[key](item)
-        elif key == "method":
-            text = r.text(item)
-            value = text.upper() if text else None
-            if value and value not in METHODS:
-                r.problem(item, item.path, f"must be one of {', '.join(METHODS)}, not {text!r}")
-                value = None
-        elif key == "save":
-            value = r.text(item)
-            if value is not None and value not in SAVE_MODES:
-                r.problem(item, item.path, f"must be one of {', '.join(SAVE_MODES)}")
-                value = None
-        elif key == "encoding":
-            value = r.text(item)
-            if value is not None:
-                try:
-                    value = codecs.lookup(value).name
-                except LookupError:
-                    r.problem(item, item.path, f"unknown codec {value!r}")
-                    value = None
-        elif key == "proxy":
-            text = r.text(item)
-            value = text and r.http_url(item, text, item.path)
-        else:  # verify
-            raw = r.construct(item).value
-            value = raw if isinstance(raw, bool) else r.local_path(item, must_exist=True)
+        value = checks[key](item)
         if value is not None or key == "json":
             out[key] = value
-    bodies = [k for k in ("json", "data", "form") if k in fields]
-    if len(bodies) > 1:
-        r.problem(fields[bodies[1]], fields[bodies[1]].path, "use at most one of json, data, form")
+    bodies = sorted((k for k in ("json", "data", "form") if k in fields), key=_line_of(fields))
+    for extra in bodies[1:]:
+        r.problem(fields[extra].node, fields[extra].path, "use at most one of json, data, form")
     return out
+
+
+def _line_of(fields: dict[str, _Value]) -> Callable[[str], tuple[int, int]]:
+    """Sort key: where a field is written (line, column), to report the later of two."""
+
+    def where(key: str) -> tuple[int, int]:
+        mark = fields[key].node.start_mark
+        return int(mark.line), int(mark.column)
+
+    return where
 
 
 def _follow(r: _Reader, item: _Value) -> FollowSpec | None:
@@ -411,13 +681,18 @@ def load_job_file(path: str | os.PathLike[str], environ: dict[str, str] | None =
     r = _Reader(file, dict(os.environ) if environ is None else environ)
     r.shown = shown
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise ConfigError([Problem(shown, line, "", f"not valid YAML: {exc}")]) from None
+        line, message = _yaml_error(exc, text)
+        raise ConfigError([Problem(shown, line, "", f"not valid YAML: {message}")]) from None
     if root is None:
         raise ConfigError([Problem(shown, 1, "", "job file is empty")])
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(
+            [Problem(shown, root.start_mark.line + 1, "", "must be a mapping with a jobs list")]
+        )
+    if not r.check_tree(root):
+        raise ConfigError(r.problems)
     top = r.mapping(root, "", _TOP_KEYS)
     job_file = _job_file(r, root, top)
     if r.problems or job_file is None:
@@ -425,13 +700,39 @@ def load_job_file(path: str | os.PathLike[str], environ: dict[str, str] | None =
     return job_file
 
 
+def _yaml_error(exc: yaml.YAMLError, text: str) -> tuple[int, str]:
+    """The line and a one-line description of a YAML syntax error."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        return line, f"unacceptable character #x{exc.character:04x}"
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = int(mark.line) + 1 if mark is not None else 1
+    problem = getattr(exc, "problem", None)
+    if not problem:
+        return line, (str(exc).splitlines() or [type(exc).__name__])[0]
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if context:
+        where = ""
+        if context_mark is not None and int(context_mark.line) + 1 != line:
+            where = f" on line {int(context_mark.line) + 1}"
+        problem = f"{problem} ({context}{where})"
+    return line, str(problem)
+
+
 def _job_file(r: _Reader, root: yaml.Node, top: dict[str, _Value]) -> JobFile | None:
-    if "version" in top and r.construct(top["version"]).value != 1:
-        r.problem(top["version"], "version", "must be 1")
-    output = r.text(top["output"]) if "output" in top else None
+    if "version" in top:
+        version = r.construct(top["version"]).value
+        if isinstance(version, bool) or version != 1:
+            r.problem(top["version"], "version", f"must be 1, not {version!r}")
+    output = None
+    if "output" in top:
+        output = r.text(top["output"])
+        if output is not None and not output.strip():
+            r.problem(top["output"], "output", "must not be empty")
     concurrency = r.integer(top["concurrency"], 1) if "concurrency" in top else None
     per_host = r.integer(top["per_host"], 1) if "per_host" in top else None
-    rate = r.number(top["rate_per_host"], allow_off=True) if "rate_per_host" in top else None
+    rate = r.number(top["rate_per_host"], allow_off=False) if "rate_per_host" in top else None
 
     defaults: dict[str, Any] = {}
     if "defaults" in top:
@@ -445,21 +746,16 @@ def _job_file(r: _Reader, root: yaml.Node, top: dict[str, _Value]) -> JobFile | 
     elif not isinstance(top["jobs"].node, yaml.SequenceNode) or not top["jobs"].node.value:
         r.problem(top["jobs"], "jobs", "must be a non-empty list of jobs")
     else:
-        seen: dict[str, int] = {}
+        names: list[_JobName] = []
         for index, node in enumerate(top["jobs"].node.value):
-            job = _job(r, node, f"jobs[{index}]", base)
-            if job is None:
-                continue
-            folded = job.name.lower()
-            if folded in seen:
-                r.problem(node, f"jobs[{index}].name", f"duplicate job name {job.name!r}")
-            seen[folded] = index
-            jobs.append(job)
+            named, job = _job(r, node, index, base)
+            if named is not None:
+                names.append(named)
+            if job is not None:
+                jobs.append(job)
+        _check_job_names(r, names)
 
-    stem = r.file.stem
-    out = Path(output) if output else Path("out") / stem
-    if not out.is_absolute():
-        out = r.file.parent / out
+    out = r.resolve(output) if output else r.file.parent / "out" / r.file.stem
     if r.problems:
         return None
     return JobFile(
@@ -472,39 +768,96 @@ def _job_file(r: _Reader, root: yaml.Node, top: dict[str, _Value]) -> JobFile | 
     )
 
 
-def _job(r: _Reader, node: yaml.Node, path: str, base: RequestDefaults) -> JobSpec | None:
+@dataclass(slots=True)
+class _JobName:
+    """A job's valid name, where it is, and what it writes directly in OUT."""
+
+    index: int
+    name: str
+    line: int
+    jsonl: bool
+
+    def outputs(self) -> list[str]:
+        """Its folder, and ``<name>.jsonl`` for save: jsonl."""
+        return [self.name, f"{self.name}.jsonl"] if self.jsonl else [self.name]
+
+
+def _check_job_names(r: _Reader, names: list[_JobName]) -> None:
+    """Job names are unique ignoring case (folders on macOS and Windows), and no two jobs, nor
+    a job and crawler itself, write the same name in OUT."""
+    taken: dict[str, str] = dict(_OUT_RESERVED)
+    first: dict[str, int] = {}
+    for job in names:
+        where = f"jobs[{job.index}].name"
+        folded = job.name.lower()
+        if folded in first:
+            message = f"duplicate job name {job.name!r} (names ignore case; line {first[folded]})"
+            r.problem_on(job.line, where, message)
+            continue
+        first[folded] = job.line
+        clash = next((n for n in job.outputs() if n.lower() in taken), None)
+        if clash is not None:
+            r.problem_on(job.line, where, f"OUT/{clash} would clash with {taken[clash.lower()]}")
+            continue
+        for name in job.outputs():
+            taken[name.lower()] = f"job {job.name!r}"
+
+
+def _job(
+    r: _Reader, node: yaml.Node, index: int, base: RequestDefaults
+) -> tuple[_JobName | None, JobSpec | None]:
+    path = f"jobs[{index}]"
     fields = r.mapping(node, path, _JOB_ONLY_KEYS + _REQUEST_KEYS)
     if not isinstance(node, yaml.MappingNode):
-        return None
+        return None, None
     name = None
     if "name" not in fields:
         r.problem(node, f"{path}.name", "required")
     else:
         name = r.text(fields["name"])
-        if name is not None and (not _NAME_RE.match(name) or name in (".", "..")):
-            r.problem(fields["name"], f"{path}.name", "use only letters, digits, '.', '_', '-'")
+        problem = None if name is None else _name_problem(name)
+        if problem:
+            r.problem(fields["name"], f"{path}.name", problem)
             name = None
     source = _source(r, node, path, fields)
     follow = _follow(r, fields["follow"]) if "follow" in fields else None
     request = _request_keys(r, {k: v for k, v in fields.items() if k in _REQUEST_KEYS})
-    if name is None or source is None:
-        return None
-    return base.job(name=name, line=fields["name"].line, source=source, follow=follow, **request)
+    if name is None:
+        return None, None
+    line = fields["name"].line
+    job = None
+    if source is not None:
+        job = base.job(name=name, line=line, source=source, follow=follow, **request)
+    jsonl = (job.save if job else request.get("save", base.values.get("save"))) == "jsonl"
+    return _JobName(index, name, line, jsonl), job
+
+
+def _name_problem(name: str) -> str | None:
+    if not _NAME_RE.match(name) or name in (".", ".."):
+        return "use only letters, digits, '.', '_', '-'"
+    if len(name) > _NAME_MAX:
+        return f"at most {_NAME_MAX} characters, not {len(name)}"
+    if name.split(".")[0].lower() in _WINDOWS_RESERVED or name.endswith("."):
+        return f"{name!r} cannot name a folder on Windows"
+    return None
 
 
 def _source(r: _Reader, node: yaml.Node, path: str, fields: dict[str, _Value]) -> UrlSource | None:
-    given = [k for k in ("url", "urls", "urls_file") if k in fields]
+    given = sorted((k for k in ("url", "urls", "urls_file") if k in fields), key=_line_of(fields))
     if not given:
         r.problem(node, path, "needs one of url, urls, urls_file")
         return None
     if len(given) > 1:
-        r.problem(fields[given[1]], fields[given[1]].path, "use only one of url, urls, urls_file")
+        for extra in given[1:]:
+            r.problem(
+                fields[extra].node, fields[extra].path, "use only one of url, urls, urls_file"
+            )
         return None
     item = fields[given[0]]
     if given[0] == "url":
         text = r.text(item)
-        url = text and r.http_url(item, text, item.path)
-        return UrlSource(urls=(url,)) if url else None
+        url = None if text is None else r.http_url(item, text, item.path)
+        return UrlSource(urls=(url,)) if url is not None else None
     if given[0] == "urls":
         value = r.construct(item).value
         if not isinstance(value, list) or not value:

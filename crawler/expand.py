@@ -16,8 +16,8 @@ from .spec import JobSpec
 
 @dataclass(slots=True)
 class FetchTask:
-    """One request to make. ``key`` is its identity: the same method, URL and body give the
-    same key in every run, which is what resume and file names rely on."""
+    """One request to make. ``key`` is its identity: the same method, URL and body in the same
+    job give the same key in every run, which is what resume and file names rely on."""
 
     job: JobSpec
     index: int
@@ -30,9 +30,11 @@ class FetchTask:
     invalid: str | None = None  # why a urls_file line is not a usable URL
 
 
-def request_key(method: str, url: str, body: bytes | None) -> str:
-    """A stable 32-hex-digit identity of a request (method, URL with params, body)."""
-    digest = hashlib.sha256(f"{method}\n{url}\n".encode())
+def request_key(job: str, method: str, url: str, body: bytes | None) -> str:
+    """A stable 32-hex-digit identity of a request (method, URL with params, body) within its
+    job. The job is part of it: the same request listed by two jobs is saved in both job
+    folders, so one job finishing it must not make a resumed run skip it for the other."""
+    digest = hashlib.sha256(f"{job}\n{method}\n{url}\n".encode())
     if body:
         digest.update(body)
     return digest.hexdigest()[:32]
@@ -48,9 +50,10 @@ def iter_urls(job: JobSpec) -> Iterator[tuple[int, str, int]]:
 
 
 def iter_urls_file(path: Path) -> Iterator[tuple[int, str, int]]:
-    """One URL a line; blank lines and ``#`` comments skipped."""
+    """One URL a line; blank lines and ``#`` comments skipped. A UTF-8 BOM (as some editors
+    write) is not part of the first URL."""
     index = 0
-    with path.open(encoding="utf-8", errors="replace") as lines:
+    with path.open(encoding="utf-8-sig", errors="replace") as lines:
         for line_no, line in enumerate(lines, 1):
             text = line.strip()
             if not text or text.startswith("#"):
@@ -68,7 +71,7 @@ def make_task(job: JobSpec, index: int, url_text: str) -> FetchTask:
             index,
             URL(),
             url_text,
-            request_key(job.method, url_text, None),
+            request_key(job.name, job.method, url_text, None),
             "",
             invalid=invalid,
         )
@@ -77,7 +80,8 @@ def make_task(job: JobSpec, index: int, url_text: str) -> FetchTask:
         url = url.extend_query(job.params)
     text = str(url)
     host = f"{url.host}:{url.port}"
-    return FetchTask(job, index, url, text, request_key(job.method, text, job.body), host)
+    key = request_key(job.name, job.method, text, job.body)
+    return FetchTask(job, index, url, text, key, host)
 
 
 def expand_job(job: JobSpec) -> Iterator[FetchTask]:

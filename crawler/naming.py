@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import unicodedata
 
 from yarl import URL
 
 MAX_NAME = 200  # characters per path component (C6)
+# Bytes per component, UTF-8: ext4 and most Linux filesystems allow 255, NTFS 255 UTF-16 units
+# and HFS+ stores names decomposed (NFD), which can take more units; 200 leaves room for all.
+MAX_NAME_BYTES = 200
+# A rendered template deeper or longer than this falls back to the default name, so a hostile
+# URL cannot build a path the operating system refuses (PATH_MAX is 4096 bytes on Linux).
+MAX_DEPTH = 32
+MAX_PATH_BYTES = 1024
 _HASH_LEN = 16
+_MAX_EXT = 16  # a longer "extension" after the last dot is part of the stem
 
 # mimetypes without the host's /etc/mime.types, so names do not differ between machines.
 _TYPES = mimetypes.MimeTypes(filenames=())
@@ -20,9 +29,15 @@ _TEXT_EXT = {"text/html": ".html", "application/xhtml+xml": ".html", "text/csv":
 _BYTES_EXT_OVERRIDES = {"text/plain": ".txt", "image/jpeg": ".jpg", "application/json": ".json"}
 _SLUG_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 # Characters Windows forbids in names, control bytes, and the separators.
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"\\|?*]')
-# Windows reserves these device names, with or without an extension.
-_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]|conin\$|conout\$)(\..*)?$", re.I)
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"\\|?*/]')
+# Unicode categories never kept in a name: controls, format characters (bidi overrides,
+# zero-width characters), surrogates, unassigned code points, and every separator but ' '.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Zl", "Zp", "Zs"})
+# Windows reserves these device names, with or without an extension, and ignores spaces before
+# the extension ("CON .txt" is the console too).
+_RESERVED = re.compile(
+    r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]|conin\$|conout\$) *(\..*)?$", re.I
+)
 
 
 def mime_type(content_type: str | None) -> str:
@@ -40,7 +55,9 @@ def extension(save: str, content_type: str | None) -> str:
         return ".xml" if mime.endswith("xml") else ".txt"
     if mime in _BYTES_EXT_OVERRIDES:
         return _BYTES_EXT_OVERRIDES[mime]
-    return _TYPES.guess_extension(mime, strict=True) or ".bin" if mime else ".bin"
+    if not mime:
+        return ".bin"
+    return _TYPES.guess_extension(mime, strict=True) or ".bin"
 
 
 def slug(url: URL, limit: int = 80) -> str:
@@ -55,24 +72,55 @@ def default_name(url: URL, key: str, ext: str) -> str:
     return f"{slug(url)}-{key[:_HASH_LEN]}{ext}"
 
 
+def _safe_chars(part: str) -> str:
+    part = _UNSAFE.sub("_", part)
+    if part.isascii():
+        return part
+    part = unicodedata.normalize("NFC", part)  # macOS would treat é and e + ◌́ as one name
+    return "".join(
+        "_" if c != " " and unicodedata.category(c) in _UNSAFE_CATEGORIES else c for c in part
+    )
+
+
+def _split_ext(base: str) -> tuple[str, str]:
+    """(stem, ".ext"), or (base, "") when there is no short extension to keep."""
+    stem, dot, ext = base.rpartition(".")
+    if not dot or not stem or not ext or len(ext) > _MAX_EXT or " " in ext:
+        return base, ""
+    return stem, f".{ext}"
+
+
+def _fit(stem: str, tail: str) -> str:
+    """``stem + tail`` cut down (the stem only) to MAX_NAME characters and MAX_NAME_BYTES."""
+    room = MAX_NAME - len(tail)
+    room_bytes = MAX_NAME_BYTES - len(tail.encode())
+    stem = stem[:room]
+    while len(stem.encode()) > room_bytes:
+        # Cut roughly by the excess, at least one character, never splitting a character.
+        excess = len(stem.encode()) - room_bytes
+        stem = stem[: -max(1, excess // 4)]
+    return stem + tail
+
+
 def clean_component(part: str) -> str:
     """One path component made safe; '' when nothing usable is left."""
-    part = _UNSAFE.sub("_", part).strip().rstrip(". ")
+    part = _safe_chars(part).strip().rstrip(". ")
     if part in ("", ".", ".."):
         return ""
+    if len(part) > MAX_NAME or len(part.encode()) > MAX_NAME_BYTES:
+        stem, ext = _split_ext(part)
+        part = _fit(stem, ext).rstrip(". ")
+        if not part:
+            return ""
     if _RESERVED.match(part):
         part = "_" + part
-    if len(part) > MAX_NAME:
-        stem, dot, ext = part.rpartition(".")
-        if not dot or len(ext) > 16:
-            stem, ext = part, ""
-        keep = MAX_NAME - len(ext) - (1 if ext else 0)
-        part = stem[:keep].rstrip(". ") + (f".{ext}" if ext else "")
     return part
 
 
 def render_template(template: str, url: URL, key: str, index: int, ext: str) -> str:
-    """Fill a ``filename`` template and clean every component. '' if nothing usable remains."""
+    """Fill a ``filename`` template and clean every component. '' if nothing usable remains,
+    or when the result is deeper or longer than a path should be (the caller then uses the
+    default name)."""
     values = {
         "host": url.host or "",
         "path": url.path.strip("/"),
@@ -82,17 +130,16 @@ def render_template(template: str, url: URL, key: str, index: int, ext: str) -> 
         "ext": ext,
     }
     filled = template.format_map(values)
-    parts = [clean_component(p) for p in re.split(r"[/\\]", filled)]
-    return "/".join(p for p in parts if p)
+    parts = [p for p in (clean_component(p) for p in re.split(r"[/\\]", filled)) if p]
+    name = "/".join(parts)
+    if len(parts) > MAX_DEPTH or len(name.encode()) > MAX_PATH_BYTES:
+        return ""
+    return name
 
 
 def with_hash(name: str, key: str) -> str:
     """``name`` made unique by the request hash, before the extension."""
     folder, _, base = name.rpartition("/")
-    stem, dot, ext = base.rpartition(".")
-    if not dot or not stem:
-        stem, ext = base, ""
-    suffix = f"-{key[:_HASH_LEN]}"
-    stem = stem[: MAX_NAME - len(suffix) - len(ext) - 1]
-    base = f"{stem}{suffix}" + (f".{ext}" if ext else "")
+    stem, ext = _split_ext(base)
+    base = _fit(stem, f"-{key[:_HASH_LEN]}{ext}")
     return f"{folder}/{base}" if folder else base

@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from . import charset, naming
+from .errors import LocalError
 from .expand import FetchTask
 from .fetch import Attempt
 from .state import RunState, Validators
 from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+# Bodies up to this size are decoded and parsed on the event loop; larger ones in a thread.
+_INLINE_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -31,6 +41,42 @@ def _is_utf8_json(body: bytes) -> bool:
     # json.loads accepts UTF-8, -16 and -32 (RFC 8259 8.1 allows only UTF-8 on the wire, but
     # servers differ); only a body with a NUL in its first bytes or a BOM is not plain UTF-8.
     return not body.startswith((b"\xef\xbb\xbf", b"\xff", b"\xfe")) and b"\x00" not in body[:4]
+
+
+async def _off_loop(body: bytes, func: Callable[..., _T], *args: Any) -> _T:
+    """``func(*args)``; in a worker thread when ``body`` is large enough that decoding or
+    parsing it would stall every other request of the run."""
+    if len(body) > _INLINE_BYTES:
+        return await asyncio.to_thread(func, *args)
+    return func(*args)
+
+
+def _to_utf8(body: bytes, content_type: str | None, forced: str | None) -> tuple[bytes, str]:
+    text, codec = charset.decode(body, content_type, forced)
+    # A forced codec such as unicode_escape can yield lone surrogates, which UTF-8 refuses.
+    return text.encode(), codec
+
+
+def _parse_json(body: bytes, content_type: str | None) -> tuple[Any, bool]:
+    """(parsed value, whether ``body`` is UTF-8 as it stands). Raises ValueError when the body
+    is not JSON. A body in a legacy charset its Content-Type names (``application/json;
+    charset=iso-8859-1``) is read in that charset, as browsers and HTTP libraries do."""
+    try:
+        return json.loads(body), _is_utf8_json(body)
+    except UnicodeDecodeError:
+        declared = charset.header_charset(content_type)
+        if declared is None or declared.startswith("utf"):
+            raise
+    return json.loads(body.decode(declared)), False
+
+
+def _json_bytes(value: Any, separators: tuple[str, str] | None = None) -> bytes:
+    """``value`` as UTF-8 JSON. A lone surrogate (a valid ``\\ud800`` escape in JSON) has no
+    UTF-8 form, so such a value keeps its non-ASCII characters escaped instead."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=separators).encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=separators).encode()
 
 
 class ResultWriter:
@@ -70,23 +116,23 @@ class ResultWriter:
             attempt.spill = None
         if job.save == "text":
             try:
-                text, codec = charset.decode(body, content_type, job.encoding)
-            except (UnicodeDecodeError, LookupError) as exc:
+                data, codec = await _off_loop(body, _to_utf8, body, content_type, job.encoding)
+            except (ValueError, LookupError) as exc:  # UnicodeError is a ValueError
                 return await self._keep_raw(task, body, "decode", str(exc))
-            saved = await self._write(task, naming.extension("text", content_type), text.encode())
+            saved = await self._write(task, naming.extension("text", content_type), data)
             saved.charset = codec
             return saved
         try:
-            parsed = json.loads(body)
-        except ValueError as exc:
+            parsed, as_is = await _off_loop(body, _parse_json, body, content_type)
+        except (ValueError, LookupError, RecursionError) as exc:
             return await self._keep_raw(task, body, "invalid_json", f"body is not JSON: {exc}")
         if job.save == "jsonl":
             line = {"url": task.url_text, "status": attempt.status, "data": parsed}
-            text = json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
-            await asyncio.to_thread(self.storage.append_line, f"{job.name}.jsonl", text.encode())
+            data = await _off_loop(body, _json_bytes, line, (",", ":")) + b"\n"
+            await asyncio.to_thread(self.storage.append_line, f"{job.name}.jsonl", data)
             return Saved(path=f"{job.name}.jsonl", charset="utf-8")
-        if not _is_utf8_json(body):
-            body = json.dumps(parsed, ensure_ascii=False).encode()
+        if not as_is:
+            body = await _off_loop(body, _json_bytes, parsed)
         saved = await self._write(task, ".json", body)
         saved.charset = "utf-8"
         return saved
@@ -99,7 +145,26 @@ class ResultWriter:
     async def _write(
         self, task: FetchTask, ext: str, data: bytes, attempt: Attempt | None = None
     ) -> Saved:
-        rel = f"{task.job.name}/{self.file_name(task, ext)}"
+        name = self.file_name(task, ext)
+        try:
+            return await self._write_as(f"{task.job.name}/{name}", data, attempt)
+        except LocalError:
+            raise
+        except OSError as exc:
+            # A template can make one request's file another's folder (or the reverse); the
+            # default name has no folders and holds the request hash, so it cannot clash.
+            default = naming.default_name(task.url, task.key, ext)
+            if name == default:
+                raise
+            log.warning("cannot save %s as %s (%s); saving as %s", task.url_text, name,
+                        exc.strerror or exc, default)  # fmt: skip
+            return await self._write_as(f"{task.job.name}/{default}", data, attempt)
+        finally:
+            if attempt is not None and attempt.spill is not None:
+                attempt.spill.unlink(missing_ok=True)
+                attempt.spill = None
+
+    async def _write_as(self, rel: str, data: bytes, attempt: Attempt | None) -> Saved:
         if attempt is not None and attempt.spill is not None:
             size, digest = await asyncio.to_thread(self.storage.move_in, rel, attempt.spill)
             attempt.spill = None

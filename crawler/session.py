@@ -9,8 +9,11 @@ from .charset import fallback_charset
 
 def build_session(concurrency: int, per_host: int) -> aiohttp.ClientSession:
     """A session sized to the run: crawler's own pool keeps at most ``concurrency`` requests in
-    flight and ``per_host`` per host, so the connector never makes a request wait for a
-    connection slot (that wait would count against the request's timeout)."""
+    flight and ``per_host`` per host, so the connector rarely makes a request wait for a
+    connection slot (that wait would count against the request's timeout). Only a redirect
+    to another host can: the connector's per-host limit then keeps that host's cap.
+
+    Call it inside the running event loop (the aiodns resolver binds to it)."""
     connector = aiohttp.TCPConnector(
         limit=concurrency,
         limit_per_host=per_host,

@@ -101,10 +101,10 @@ class Storage:
             self._parent(final)
             os.replace(spilled, final)
         except OSError as exc:
-            spilled.unlink(missing_ok=True)
             if exc.errno in _LOCAL_ERRNOS:
+                spilled.unlink(missing_ok=True)
                 raise local_error(exc, final) from exc
-            raise
+            raise  # a path problem: the caller may try another name with the same body
         return size, digest.hexdigest()
 
     def append_line(self, rel: str, line: bytes) -> None:

@@ -18,13 +18,20 @@ def check_urls_files(job_file: JobFile) -> list[Problem]:
         if path is None:
             continue
         bad = 0
-        for _, url, line in iter_urls_file(path):
-            problem = url_problem(url)
-            if problem is None:
-                continue
-            bad += 1
-            if bad <= MAX_REPORTED:
-                problems.append(Problem(str(path), line, f"jobs[{index}].urls_file", problem))
+        try:
+            for _, url, line in iter_urls_file(path):
+                problem = url_problem(url)
+                if problem is None:
+                    continue
+                bad += 1
+                if bad <= MAX_REPORTED:
+                    problems.append(Problem(str(path), line, f"jobs[{index}].urls_file", problem))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            problems.append(
+                Problem(str(path), 1, f"jobs[{index}].urls_file", f"cannot read: {reason}")
+            )
+            continue
         if bad > MAX_REPORTED:
             problems.append(
                 Problem(
