@@ -44,8 +44,13 @@ class Pool:
         per_host: int,
         rate_per_host: float | None = None,
         lookahead: int | None = None,
+        discovered: Callable[[], FetchTask | None] | None = None,
     ) -> None:
         self._source: Iterator[FetchTask] | None = source
+        # Tasks found during the run (crawl mode's frontier): asked for once ``source`` is
+        # exhausted; None means "nothing now", and the run ends when nothing is in flight.
+        self._discovered = discovered
+        self._host_rates: dict[str, float] = {}
         self._run_one = run_one
         self._concurrency = concurrency
         self._per_host = per_host
@@ -104,14 +109,25 @@ class Pool:
 
     def _refill(self) -> None:
         source = self._source
-        if source is None:
-            return
-        while self._buffered < self._lookahead:
+        while source is not None and self._buffered < self._lookahead:
             task = next(source, None)
             if task is None:
-                self._source = None
-                return
+                self._source = source = None
+                break
             self._push(task, front=False)
+        discovered = self._discovered
+        while source is None and discovered is not None and self._buffered < self._lookahead:
+            task = discovered()
+            if task is None:
+                break
+            self._push(task, front=False)
+
+    def set_host_rate(self, name: str, rate: float) -> None:
+        """Limit one host to ``rate`` request starts per second (robots.txt Crawl-delay); the
+        stricter of this and rate_per_host applies."""
+        if self._rate:
+            rate = min(rate, self._rate)
+        self._host_rates[name] = rate
 
     def _push(self, task: FetchTask, *, front: bool) -> None:
         host = self._hosts.get(task.host)
@@ -129,7 +145,7 @@ class Pool:
     def _burst(self) -> float:
         # rate_per_host allows no burst beyond one second's worth (C4); a bucket of one token
         # spaces starts evenly, 1/rate apart, which is the politest reading of that rule.
-        return 1.0 if self._rate else 0.0
+        return 1.0
 
     def _mark_ready(self, name: str, host: _Host) -> None:
         if not host.queued and host.pending and host.active < self._per_host:
@@ -138,16 +154,17 @@ class Pool:
 
     def _take_token(self, name: str, host: _Host) -> bool:
         """Token bucket: True if the host may start a request now; else arm a wake-up."""
-        if not self._rate:
+        rate = self._host_rates.get(name, self._rate) if self._host_rates else self._rate
+        if not rate:
             return True
         now = time.monotonic()
-        host.tokens = min(self._burst(), host.tokens + (now - host.refilled_at) * self._rate)
+        host.tokens = min(self._burst(), host.tokens + (now - host.refilled_at) * rate)
         host.refilled_at = now
         if host.tokens >= 1.0:
             host.tokens -= 1.0
             return True
         if host.timer is None:
-            delay = (1.0 - host.tokens) / self._rate
+            delay = (1.0 - host.tokens) / rate
             host.timer = asyncio.get_running_loop().call_later(delay, self._rate_due, name)
         return False
 
@@ -178,9 +195,10 @@ class Pool:
         with a partly used token bucket stays, or dropping it would reset its rate."""
         if host.pending or host.active or host.timer is not None:
             return
-        if self._rate:
+        rate = self._host_rates.get(name, self._rate) if self._host_rates else self._rate
+        if rate:
             elapsed = time.monotonic() - host.refilled_at
-            if host.tokens + elapsed * self._rate < self._burst():
+            if host.tokens + elapsed * rate < self._burst():
                 return
         del self._hosts[name]
 
