@@ -5,29 +5,50 @@ No retry decisions and no disk writes except spilling a large body to a temp fil
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
+import os
 import ssl
 import urllib.request
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import aiofiles
 import aiohttp
+import brotli  # type: ignore[import-untyped]
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDictProxy
 
 from .errors import LocalError
 from .expand import FetchTask
 from .storage import local_error
 
+log = logging.getLogger(__name__)
+
 # Bodies up to this size stay in memory; larger ones stream to a temp file in chunks.
 SPILL_BYTES = 8 * 1024 * 1024
 _CHUNK = 256 * 1024
+# The codings crawler undoes itself (C5), and so the only ones it asks for.
+ACCEPT_ENCODING = "gzip, deflate, br"
+# A gzip body may be several members back to back; more than this is not a real body.
+_MAX_MEMBERS = 1024
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 class TooLarge(Exception):
     """The body grew past max_bytes (counted after decompression)."""
+
+
+class BrokenEncoding(Exception):
+    """The body is not valid in its Content-Encoding, or its compressed stream ended early."""
+
+
+class TooManyRedirects(Exception):
+    """More redirects than the job's max_redirects."""
 
 
 @dataclass(slots=True)
@@ -54,8 +75,14 @@ def classify(exc: BaseException) -> tuple[str, str]:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, TooLarge):
         return "too_large", message
+    if isinstance(exc, BrokenEncoding):
+        return "protocol", message
+    if isinstance(exc, TooManyRedirects):
+        return "redirects", message
     if isinstance(exc, aiohttp.TooManyRedirects):
         return "redirects", f"more than the allowed redirects: {message}"
+    if isinstance(exc, aiohttp.RedirectClientError):
+        return "redirects", f"redirected to an unusable URL: {message}"
     # A total timeout raises the builtin TimeoutError, not an aiohttp.ClientError.
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "timeout", message if str(exc) else "timed out"
@@ -65,19 +92,33 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return "protocol", message
     if isinstance(exc, aiohttp.ClientResponseError):
         return "protocol", f"malformed response: {exc.message or message}"
+    if isinstance(exc, HttpProcessingError):  # the pure-Python parser raises these as they are
+        return "protocol", f"malformed response: {exc.message or message}"
     if isinstance(exc, aiohttp.ClientConnectionError | OSError):
         return "connect", message
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return "connect", f"invalid URL: {message}"
     if isinstance(exc, aiohttp.ClientError | ValueError | UnicodeError):
         return "protocol", message
-    raise exc
+    # Anything else is unexpected; it still fails this one request only (C12), not the run.
+    log.error("unexpected %s while fetching", type(exc).__name__, exc_info=exc)
+    return "protocol", f"{type(exc).__name__}: {message}"
+
+
+# The variables urllib reads for env_proxy, in both cases: the cache is keyed on their values.
+_PROXY_VARS = tuple(
+    name for base in ("http_proxy", "https_proxy", "no_proxy") for name in (base, base.upper())
+)
+
+
+def env_proxy(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for a host (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), looked
+    up once per host and environment instead of once per request."""
+    return _env_proxy(scheme, host, tuple(os.environ.get(name) for name in _PROXY_VARS))
 
 
 @lru_cache(maxsize=4096)
-def env_proxy(scheme: str, host: str) -> str | None:
-    """The proxy the environment names for a host (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), looked
-    up once per host instead of once per request."""
+def _env_proxy(scheme: str, host: str, _environment: tuple[str | None, ...]) -> str | None:
     if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]
         return None
     return urllib.request.getproxies_environment().get(scheme)
@@ -100,12 +141,18 @@ async def attempt(
     extra_headers: dict[str, str] | None,
     spill_path: Callable[[], Path],
 ) -> Attempt:
-    """Make one attempt of ``task``. Never raises for network trouble; CancelledError passes."""
+    """Make one attempt of ``task``. Never raises for network trouble; CancelledError passes,
+    and so does LocalError (the disk refused a spilled body: the run must stop, C1)."""
     job = task.job
     headers = dict(job.headers)
     if extra_headers:
         headers.update(extra_headers)
+    if not any(name.lower() == "accept-encoding" for name in headers):
+        headers["Accept-Encoding"] = ACCEPT_ENCODING
     proxy = job.proxy or env_proxy(task.url.scheme, task.url.host or "")
+    # aiohttp follows max_redirects - 1 redirects and treats 0 as "no limit"; crawler's
+    # max_redirects is the number of redirects followed (C2), 0 meaning none.
+    follow = job.max_redirects > 0
     result = Attempt()
     try:
         async with session.request(
@@ -114,23 +161,49 @@ async def attempt(
             headers=headers,
             data=job.body,
             timeout=job.timeout,
-            max_redirects=job.max_redirects,
+            allow_redirects=follow,
+            max_redirects=job.max_redirects + 1,
             proxy=proxy,
             ssl=ssl_setting(job.verify),
+            # Content-Encoding is undone here, where a stream that ends early is caught.
+            auto_decompress=False,
         ) as response:
             result.status = response.status
             result.final_url = str(response.url)
             result.headers = response.headers
+            if not follow and _is_redirect(response):
+                raise TooManyRedirects(
+                    f"redirected to {response.headers.get('Location')} with max_redirects 0"
+                )
             if 200 <= response.status < 300 and job.method != "HEAD":
                 await _read_body(response, job.max_bytes, result, spill_path)
-    except (asyncio.CancelledError, LocalError):
+    except asyncio.CancelledError:
+        _discard_spill(result)
+        raise
+    except LocalError:
         _discard_spill(result)
         raise
     except Exception as exc:
         _discard_spill(result)
-        result.kind, result.message = classify(exc)
+        if isinstance(exc, aiohttp.TooManyRedirects) and exc.history:
+            last = exc.history[-1]
+            result.status, result.final_url = last.status, str(last.url)
+            result.kind = "redirects"
+            result.message = (
+                f"more than {job.max_redirects} redirects (the last to "
+                f"{last.headers.get('Location')} from {last.url})"
+            )
+        else:
+            result.kind, result.message = classify(exc)
         result.body = b""
+        result.size = 0
     return result
+
+
+def _is_redirect(response: aiohttp.ClientResponse) -> bool:
+    return response.status in _REDIRECT_STATUSES and (
+        "Location" in response.headers or "URI" in response.headers
+    )
 
 
 async def _read_body(
@@ -140,44 +213,188 @@ async def _read_body(
     spill_path: Callable[[], Path],
 ) -> None:
     """Read the body, counting decompressed bytes against ``max_bytes`` as they arrive."""
+    decoder = Decoder.for_encoding(response.headers.get("Content-Encoding"))
     length = response.content_length
-    if (
-        length is not None
-        and length <= min(max_bytes, SPILL_BYTES)
-        and "Content-Encoding" not in response.headers
-    ):
+    if decoder is None and length is not None and length <= min(max_bytes, SPILL_BYTES):
         result.body = await response.read()  # the fast path: small, known, not compressed
         result.size = len(result.body)
         if result.size > max_bytes:
             raise TooLarge(f"body exceeds max_bytes ({max_bytes})")
         return
+    if decoder is None and length is not None and length > max_bytes:
+        raise TooLarge(f"body of {length} bytes exceeds max_bytes ({max_bytes})")
     chunks: list[bytes] = []
     size = 0
-    out = None
+    out: AsyncBufferedIOBase | None = None
+    unwatch = _fail_body_on_parse_error(response)
     try:
-        async for chunk in response.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise TooLarge(f"body exceeds max_bytes ({max_bytes})")
-            try:
+        async for data in response.content.iter_chunked(_CHUNK):
+            for chunk in decoder.feed(data) if decoder is not None else (data,):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLarge(f"body exceeds max_bytes ({max_bytes})")
                 if out is not None:
-                    await out.write(chunk)
+                    await _spill_write(out, chunk, result)
                     continue
                 chunks.append(chunk)
                 if size > SPILL_BYTES:
                     result.spill = spill_path()
-                    out = await aiofiles.open(result.spill, "wb")
-                    await out.write(b"".join(chunks))
+                    try:
+                        out = await aiofiles.open(result.spill, "wb")
+                    except OSError as exc:
+                        raise local_error(exc, result.spill) from exc
+                    await _spill_write(out, b"".join(chunks), result)
                     chunks.clear()
-            except OSError as exc:  # our disk, not the network: this stops the run
-                raise local_error(exc, result.spill or "the temp folder") from exc
+        if decoder is not None:
+            decoder.finish()
     finally:
+        unwatch()
         if out is not None:
-            with contextlib.suppress(OSError):
+            try:
                 await out.close()
+            except OSError as exc:
+                raise local_error(exc, result.spill or "a temp file") from exc
     result.size = size
     if result.spill is None:
         result.body = b"".join(chunks)
+
+
+def _fail_body_on_parse_error(response: aiohttp.ClientResponse) -> Callable[[], None]:
+    """Work around aiohttp's C parser: when a body fails to parse after the headers (a bad
+    chunk size, say), it closes the connection but never fails the body stream, so reading
+    it would hang until the total timeout. When the connection goes, fail the body with the
+    parser's error. Returns the function that stops watching."""
+    protocol = response.connection.protocol if response.connection is not None else None
+    if protocol is None:
+        return _nothing
+    content = response.content
+
+    def on_closed(_: object = None) -> None:
+        error = protocol.exception()
+        if error is not None and content.exception() is None and not content.is_eof():
+            message = getattr(error, "message", "") or str(error)
+            content.set_exception(aiohttp.ClientPayloadError(f"malformed body: {message}"))
+
+    closed = protocol.closed
+    if closed is None:  # the connection is gone already
+        on_closed()
+        return _nothing
+    # Asking for `closed` makes aiohttp fill it, with an exception when the connection dies
+    # uncleanly; nobody else may ever look at it, so mark it seen (once per connection).
+    closed.remove_done_callback(_seen)
+    closed.add_done_callback(_seen)
+    closed.add_done_callback(on_closed)
+
+    def unwatch() -> None:
+        closed.remove_done_callback(on_closed)
+
+    return unwatch
+
+
+def _nothing() -> None:
+    pass
+
+
+def _seen(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+async def _spill_write(out: AsyncBufferedIOBase, data: bytes, result: Attempt) -> None:
+    try:
+        await out.write(data)
+    except OSError as exc:
+        raise local_error(exc, result.spill or "a temp file") from exc
+
+
+class Decoder:
+    """Undoes one Content-Encoding (gzip, deflate, br) as the body streams in. Each step
+    yields at most _CHUNK bytes, so a small compressed body cannot inflate in memory past
+    max_bytes before it is counted (a gzip bomb fails fast), and a compressed stream that
+    stops before its end marker is an error, not a silently shortened body."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._seen = False
+        self._members = 1
+        self._zlib: Any = None
+        self._brotli: Any = None
+        if encoding == "br":
+            self._brotli = brotli.Decompressor()
+        elif encoding == "gzip":
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    @classmethod
+    def for_encoding(cls, header: str | None) -> Decoder | None:
+        """A decoder for the header's coding; None when there is nothing crawler undoes
+        (no header, identity, or a coding it did not ask for: kept as sent)."""
+        name = (header or "").strip().lower()
+        name = {"x-gzip": "gzip"}.get(name, name)
+        if name not in ("gzip", "deflate", "br"):
+            return None
+        return cls(name)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if not data:
+            return
+        try:
+            if self.encoding == "br":
+                yield from self._feed_brotli(data)
+            else:
+                yield from self._feed_zlib(data)
+        except (zlib.error, brotli.error) as exc:
+            raise BrokenEncoding(f"broken Content-Encoding {self.encoding}: {exc}") from exc
+
+    def finish(self) -> None:
+        """The body ended: its compressed stream must have ended too."""
+        if not self._seen:
+            return  # an empty body: nothing was compressed
+        if self._brotli is not None:
+            done = bool(self._brotli.is_finished())
+        else:
+            done = self._zlib is not None and bool(self._zlib.eof)
+        if not done:
+            raise BrokenEncoding(
+                f"broken Content-Encoding {self.encoding}: the compressed stream ended early"
+            )
+
+    def _feed_zlib(self, data: bytes) -> Iterator[bytes]:
+        if self._zlib is None:
+            # deflate is meant to be zlib-wrapped (RFC 9110 8.4.1.2); some servers send raw
+            # deflate, told apart by the first byte as browsers do.
+            raw = data[0] & 0x0F != 8
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+        self._seen = True
+        pending = data
+        while pending:
+            decompressor = self._zlib
+            if decompressor.eof:
+                # gzip allows members back to back; anything else after the end of the
+                # stream (padding, a stray newline) is ignored, as curl and browsers do.
+                if self.encoding != "gzip" or not pending.startswith(b"\x1f\x8b"):
+                    return
+                self._members += 1
+                if self._members > _MAX_MEMBERS:
+                    raise BrokenEncoding(f"more than {_MAX_MEMBERS} gzip members")
+                decompressor = self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            chunk = decompressor.decompress(pending, _CHUNK)
+            if chunk:
+                yield chunk
+            pending = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
+
+    def _feed_brotli(self, data: bytes) -> Iterator[bytes]:
+        self._seen = True
+        decompressor = self._brotli
+        if not hasattr(decompressor, "can_accept_more_data"):  # Brotli < 1.2: no output limit
+            yield decompressor.process(data)
+            return
+        chunk = decompressor.process(data, output_buffer_limit=_CHUNK)
+        while True:
+            if chunk:
+                yield chunk
+            if decompressor.can_accept_more_data():
+                return
+            chunk = decompressor.process(b"", output_buffer_limit=_CHUNK)
 
 
 def _discard_spill(result: Attempt) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import random
 import time
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 RETRY_AFTER_CAP_S = 120.0
+_MAX_EXPONENT = 32  # 0.5 * 2**32 s is far past any cap
 
 # Statuses worth another try: the server said "later" or failed on its side (C9).
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -33,10 +35,14 @@ def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone also takes "²" and "٣"
         return min(float(value), RETRY_AFTER_CAP_S)
     try:
-        when = parsedate_to_datetime(value).timestamp()
+        date = parsedate_to_datetime(value)
+        if date.tzinfo is None:
+            # An HTTP-date is always GMT, also in the asctime form that names no zone.
+            date = date.replace(tzinfo=UTC)
+        when = date.timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     wait = when - (time.time() if now is None else now)
@@ -47,7 +53,9 @@ def backoff_s(
     retry_number: int, retry_after: float | None = None, rng: random.Random | None = None
 ) -> float:
     """The wait before retry ``retry_number`` (1 for the first retry)."""
-    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (retry_number - 1))
+    # The exponent stops growing once the cap is reached: 2**n past 1024 is not a float.
+    exponent = min(max(retry_number - 1, 0), _MAX_EXPONENT)
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**exponent)
     wait = (rng or random).uniform(0, ceiling)
     if retry_after is not None:
         wait = max(wait, retry_after)
