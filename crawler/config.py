@@ -446,6 +446,14 @@ def _scalar_text(value: Any) -> str | None:
     return None
 
 
+def _as_written(node: yaml.Node | None, value: Any) -> str | None:
+    """A query or form value as the user wrote it: YAML 1.1 reads `yes` as true and `1.50`
+    as 1.5, but `answer: yes` means the text yes."""
+    if isinstance(value, bool | int | float) and isinstance(node, yaml.ScalarNode):
+        return str(node.value)
+    return _scalar_text(value)
+
+
 def _pairs(r: _Reader, item: _Value) -> tuple[tuple[str, str], ...] | None:
     """params/form: a mapping whose values are scalars or lists of scalars."""
     if not isinstance(item.node, yaml.MappingNode):
@@ -457,7 +465,10 @@ def _pairs(r: _Reader, item: _Value) -> tuple[tuple[str, str], ...] | None:
         key = str(key_node.value)
         one = r.construct(_Value(value_node, _child(item.path, key), None))
         values = one.value if isinstance(one.value, list) else [one.value]
-        texts = [_scalar_text(v) for v in values]
+        nodes = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        if len(nodes) != len(values):
+            nodes = [None] * len(values)
+        texts = [_as_written(n, v) for n, v in zip(nodes, values, strict=True)]
         if any(t is None for t in texts):
             r.problem(one, one.path, "must be a scalar or a list of scalars")
             ok = False

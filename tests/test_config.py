@@ -732,3 +732,27 @@ def test_demo_job_names_its_missing_variable():
     assert all("CRAWLER_DEMO_URL is not set" in p.message for p in info.value.problems)
     uses = (ROOT / "configs" / "demo.yaml").read_text(encoding="utf-8").count("${CRAWLER_DEMO_URL}")
     assert len(info.value.problems) == uses  # each use, on its own line
+
+
+def test_params_and_form_values_are_sent_as_written(write_job):
+    """YAML 1.1 reads `yes` as true and `1.50` as 1.5; a query value is the text written."""
+    from crawler.config import load_job_file
+
+    path = write_job("""
+        version: 1
+        jobs:
+          - name: a
+            url: http://example.org/p
+            params: {on: 1, answer: yes, price: 1.50, tags: [yes, no, 2]}
+            form: {flag: off}
+    """)
+    [job] = load_job_file(path, {}).jobs
+    assert job.params == (
+        ("on", "1"),
+        ("answer", "yes"),
+        ("price", "1.50"),
+        ("tags", "yes"),
+        ("tags", "no"),
+        ("tags", "2"),
+    )
+    assert job.body == b"flag=off"
