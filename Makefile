@@ -18,13 +18,13 @@ demo: $(STAMP)
 	$(BIN)/crawler demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check crawler tests bench
-	$(BIN)/ruff format --check crawler tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format crawler tests bench
-	$(BIN)/ruff check --fix crawler tests bench
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 test: lint
 	$(BIN)/pytest -q
