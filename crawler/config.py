@@ -386,6 +386,12 @@ class _Reader:
 
 def url_problem(value: str) -> str | None:
     """Why ``value`` is not a usable http(s) URL, or None when it is."""
+    parsed = parse_http_url(value)
+    return parsed if isinstance(parsed, str) else None
+
+
+def parse_http_url(value: str) -> URL | str:
+    """The parsed URL, or why ``value`` is not a usable http(s) URL."""
     try:
         url = URL(value.strip())
         host = url.raw_host
@@ -397,7 +403,7 @@ def url_problem(value: str) -> str | None:
         return f"URL has no host: {value!r}"
     if not _HOST_RE.match(host):
         return f"URL has an invalid host {host!r}: {value!r}"
-    return None
+    return url
 
 
 def _kind(value: Any) -> str:

@@ -4,6 +4,7 @@ a urls_file of millions of lines needs no more memory than one."""
 from __future__ import annotations
 
 import mimetypes
+import os
 import re
 import sqlite3
 import sys
@@ -79,7 +80,7 @@ def _printable(text: str) -> str:
 
 
 def print_dry_run(job_file: JobFile, out: Path | None) -> None:
-    root = out or job_file.output
+    root = f"{out or job_file.output}{os.sep}"
     names = NameClaims()
     write = sys.stdout.write
     try:
@@ -89,7 +90,7 @@ def print_dry_run(job_file: JobFile, out: Path | None) -> None:
                 write(f"{task.job.method} {_printable(task.url_text)} -> invalid URL: {problem}\n")
                 continue
             path = planned_path(task, names)
-            target = "-" if path == "-" else str(root / path)
+            target = "-" if path == "-" else root + path
             write(f"{task.job.method} {task.url_text} -> {target}\n")
         sys.stdout.flush()
     finally:

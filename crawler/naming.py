@@ -63,7 +63,8 @@ def extension(save: str, content_type: str | None) -> str:
 def slug(url: URL, limit: int = 80) -> str:
     """A short readable slug of host and path: letters, digits, '.', '_' and '-' only."""
     port = f"_{url.port}" if url.explicit_port else ""
-    text = f"{url.host or 'host'}{port}_{url.path.strip('/')}"
+    # raw_host (punycode for IDN): url.host decodes IDNA on every call, and a slug is ASCII.
+    text = f"{url.raw_host or 'host'}{port}_{url.path.strip('/')}"
     text = _SLUG_BAD.sub("_", text).strip("._-")[:limit].rstrip("._-")
     return text.lower() or "url"
 
