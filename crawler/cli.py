@@ -4,7 +4,6 @@ No crawl logic lives here."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -13,12 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, eventloop
 from .config import load_job_file
 from .dryrun import print_dry_run
 from .errors import ConfigError, LocalError, OutputBusyError
-from .logs import setup_logging
+from .logs import setup_logging, summary_json
+from .manifest import utc_now
+from .metrics import write_metrics
 from .progress import Progress
+from .report import ReportError, write_report
 from .runner import Run, RunOptions
 from .spec import JobFile
 from .summary import summary_line
@@ -54,10 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--concurrency", type=_positive_int, help="requests in flight at once")
     run.add_argument("--fresh", action="store_true", help="start a new run, do not resume")
     run.add_argument("--dry-run", action="store_true", help="print each request, fetch nothing")
+    run.add_argument(
+        "--metrics",
+        type=Path,
+        metavar="FILE",
+        help="write the run's metrics to FILE in Prometheus text format (node_exporter's "
+        "textfile collector), replacing it atomically",
+    )
     _output_flags(run)
 
     validate = commands.add_parser("validate", help="check the job file; print every problem")
     validate.add_argument("job", metavar="JOB.yaml")
+
+    report = commands.add_parser("report", help="write an HTML report of a run; print its path")
+    report.add_argument("out", metavar="OUT", type=Path, help="the run's output folder")
+    report.add_argument("--run", metavar="ID", help="the run to report (default: the last)")
+    report.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="where to write it (default: OUT/.crawler/report-<run>.html)",
+    )
 
     demo = commands.add_parser("demo", help="run configs/demo.yaml against the bundled site")
     demo.add_argument("-o", "--out", type=Path, default=Path("crawler-demo"))
@@ -79,29 +99,32 @@ def _output_flags(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.__dict__.get("log_format", "text"), args.__dict__.get("quiet", False))
+    started_at = utc_now()
     try:
         if args.command == "validate":
             return _validate(args.job)
+        if args.command == "report":
+            print(write_report(args.out, args.run, args.output))
+            return 0
         if args.command == "demo":
             from .demo_site import demo_job_path, run_demo
 
             demo = run_demo(args.out.absolute(), demo_job_path(), _progress(args))
-            return asyncio.run(demo)
-        job_file = load_job_file(args.job)
-        if args.dry_run:
-            print_dry_run(job_file, args.out)
-            return 0
-        return execute(
-            job_file, RunOptions(args.out, args.concurrency, args.fresh), _progress(args)
-        )
+            return eventloop.run(demo)
+        return _run(args, started_at)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except ReportError as exc:
+        print(f"crawler: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OutputBusyError as exc:
         print(f"crawler: {exc}", file=sys.stderr)
         return EXIT_BUSY
     except LocalError as exc:
         print(f"crawler: {exc}", file=sys.stderr)
+        if args.command == "run" and args.metrics is not None:
+            _metrics(args, {"started_at": started_at, "finished_at": utc_now()}, EXIT_LOCAL)
         return EXIT_LOCAL
     except BrokenPipeError:
         # `crawler run --dry-run | head`: the reader left; that is not an error.
@@ -110,9 +133,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _progress(args: argparse.Namespace) -> Progress | None:
+def _run(args: argparse.Namespace, started_at: str) -> int:
+    """`crawler run`: dry run, or the run, its summary line and --metrics."""
+    if args.metrics is not None and not args.metrics.absolute().parent.is_dir():
+        print(f"crawler: --metrics: no folder {args.metrics.parent}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        job_file = load_job_file(args.job)
+    except ConfigError:
+        if args.metrics is not None and not args.dry_run:
+            _metrics(args, {"started_at": started_at, "finished_at": utc_now()}, EXIT_USAGE)
+        raise
+    if args.dry_run:
+        print_dry_run(job_file, args.out)
+        return 0
+    options = RunOptions(args.out, args.concurrency, args.fresh)
+    summary = execute(job_file, options, _progress(args, job_file), args.log_format)
+    if args.metrics is not None:
+        _metrics(args, summary, int(summary["exit_code"]))
+    return int(summary["exit_code"])
+
+
+def _progress(args: argparse.Namespace, job_file: JobFile | None = None) -> Progress | None:
+    """The live display: asked for, or by default when stderr is a terminal; never with -q."""
     wanted = args.progress if args.progress is not None else sys.stderr.isatty()
-    return Progress(sys.stderr) if wanted and not args.quiet else None
+    if not wanted or args.quiet:
+        return None
+    return Progress(sys.stderr, job_file.jobs if job_file else ())
+
+
+def _metrics(args: argparse.Namespace, summary: dict[str, Any], exit_code: int) -> None:
+    """Write --metrics FILE, labelled with the job file's name; a failure to write it is
+    reported and leaves the exit code as it is (a stale file is what an alert catches)."""
+    try:
+        write_metrics(args.metrics, {**summary, "exit_code": exit_code}, Path(args.job).stem)
+    except OSError as exc:
+        print(f"crawler: cannot write metrics {args.metrics}: {exc}", file=sys.stderr)
 
 
 def _validate(path: str) -> int:
@@ -124,18 +180,23 @@ def _validate(path: str) -> int:
     return 0
 
 
-def execute(job_file: JobFile, options: RunOptions, progress: Progress | None) -> int:
-    """Run a validated job file, print the summary line, return the exit code."""
+def execute(
+    job_file: JobFile, options: RunOptions, progress: Progress | None, log_format: str = "text"
+) -> dict[str, Any]:
+    """Run a validated job file, print the summary line (as a JSON log line with the whole
+    summary under ``summary`` for ``--log-format json``), return the summary (its
+    ``exit_code`` is the process's)."""
     run = Run(job_file, options, on_finished=progress.update if progress else None)
-    summary = asyncio.run(_with_progress(run, progress))
-    print(summary_line(summary), file=sys.stderr)
+    summary = eventloop.run(_with_progress(run, progress))
+    line = summary_line(summary)
+    print(summary_json(line, summary) if log_format == "json" else line, file=sys.stderr)
     if "error" in summary:
         print(f"crawler: {summary['error']}", file=sys.stderr)
-    return int(summary["exit_code"])
+    return summary
 
 
 async def _with_progress(run: Run, progress: Progress | None) -> dict[str, Any]:
     if progress is None:
         return await run.run()
-    async with progress.running():
+    async with progress.running(run):
         return await run.run()

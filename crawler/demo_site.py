@@ -75,8 +75,39 @@ async def _file(request: web.Request) -> web.Response:
     )
 
 
+# A small documentation tree for the crawl job: path under /docs/ -> (title, links).
+_DOCS = {
+    "": (
+        "Documentation",
+        ["intro", "guide/", "guide/setup#install", "private/notes", "mailto:docs@example.org"],
+    ),
+    "intro": ("Introduction", ["./", "guide/"]),
+    "guide/": ("Guide", ["setup", "faq", "../intro"]),
+    "guide/setup": ("Setup", ["../", "/docs/"]),
+    "guide/faq": ("Questions", ["setup#top"]),
+    "private/notes": ("Private notes", []),
+}
+_ROBOTS = "User-agent: *\nDisallow: /docs/private/\n"
+
+
+async def _docs(request: web.Request) -> web.Response:
+    page = _DOCS.get(request.match_info["path"])
+    if page is None:
+        raise web.HTTPNotFound()
+    title, links = page
+    items = "".join(f'<li><a href="{link}">{link}</a></li>' for link in links)
+    html = f"<!doctype html><html><head><title>{title}</title></head><body><h1>{title}</h1>"
+    return web.Response(text=f"{html}<ul>{items}</ul></body></html>", content_type="text/html")
+
+
+async def _robots(request: web.Request) -> web.Response:
+    return web.Response(text=_ROBOTS)
+
+
 def demo_app() -> web.Application:
     app = web.Application()
+    app.router.add_get("/robots.txt", _robots)
+    app.router.add_get("/docs/{path:.*}", _docs)
     app.router.add_get("/get", _get)
     app.router.add_post("/post", _post)
     app.router.add_get("/pages/{name}", _pages)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from yarl import URL
 
-from .config import url_problem
+from .config import parse_http_url
 from .spec import JobSpec
 
 
@@ -28,6 +28,9 @@ class FetchTask:
     attempts: int = 0
     started_at: float = 0.0
     invalid: str | None = None  # why a urls_file line is not a usable URL
+    # Crawl mode (C14): link hops from the job's own URLs, and the page that linked here.
+    depth: int | None = None
+    referrer: str | None = None
 
 
 def request_key(job: str, method: str, url: str, body: bytes | None) -> str:
@@ -64,8 +67,8 @@ def iter_urls_file(path: Path) -> Iterator[tuple[int, str, int]]:
 
 def make_task(job: JobSpec, index: int, url_text: str) -> FetchTask:
     """Build the task for one URL of ``job``; an unusable URL is marked, not raised."""
-    invalid = url_problem(url_text)
-    if invalid:
+    url = parse_http_url(url_text)  # parsed once: this runs for every URL of a run
+    if isinstance(url, str):
         return FetchTask(
             job,
             index,
@@ -73,13 +76,13 @@ def make_task(job: JobSpec, index: int, url_text: str) -> FetchTask:
             url_text,
             request_key(job.name, job.method, url_text, None),
             "",
-            invalid=invalid,
+            invalid=url,
         )
-    url = URL(url_text)
     if job.params:
         url = url.extend_query(job.params)
     text = str(url)
-    host = f"{url.host}:{url.port}"
+    # raw_host: url.host decodes IDNA on every call, which dominates expansion of many hosts.
+    host = f"{url.raw_host}:{url.port}"
     key = request_key(job.name, job.method, text, job.body)
     return FetchTask(job, index, url, text, key, host)
 

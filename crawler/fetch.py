@@ -25,6 +25,7 @@ from multidict import CIMultiDictProxy
 
 from .errors import LocalError
 from .expand import FetchTask
+from .spec import JobSpec
 from .storage import local_error
 
 log = logging.getLogger(__name__)
@@ -111,10 +112,40 @@ _PROXY_VARS = tuple(
 )
 
 
+_HEADERS: dict[int, tuple[JobSpec, dict[str, str]]] = {}
+
+
+def request_headers(job: JobSpec) -> dict[str, str]:
+    """The headers every request of ``job`` sends, built once per job (the job is kept in the
+    entry so its id cannot be reused while the entry lives)."""
+    entry = _HEADERS.get(id(job))
+    if entry is None or entry[0] is not job:
+        headers = dict(job.headers)
+        if not any(name.lower() == "accept-encoding" for name in headers):
+            headers["Accept-Encoding"] = ACCEPT_ENCODING
+        if len(_HEADERS) > 1024:
+            _HEADERS.clear()
+        entry = _HEADERS[id(job)] = (job, headers)
+    return entry[1]
+
+
+_proxy_environment: tuple[str | None, ...] | None = None
+
+
+def read_proxy_environment() -> None:
+    """Take the proxy variables as they are now; a run calls this once at its start, so
+    requests do not read the environment one by one."""
+    global _proxy_environment
+    _proxy_environment = tuple(os.environ.get(name) for name in _PROXY_VARS)
+
+
 def env_proxy(scheme: str, host: str) -> str | None:
     """The proxy the environment names for a host (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), looked
     up once per host and environment instead of once per request."""
-    return _env_proxy(scheme, host, tuple(os.environ.get(name) for name in _PROXY_VARS))
+    if _proxy_environment is None:
+        read_proxy_environment()
+    assert _proxy_environment is not None
+    return _env_proxy(scheme, host, _proxy_environment)
 
 
 @lru_cache(maxsize=4096)
@@ -144,12 +175,10 @@ async def attempt(
     """Make one attempt of ``task``. Never raises for network trouble; CancelledError passes,
     and so does LocalError (the disk refused a spilled body: the run must stop, C1)."""
     job = task.job
-    headers = dict(job.headers)
+    headers = request_headers(job)
     if extra_headers:
-        headers.update(extra_headers)
-    if not any(name.lower() == "accept-encoding" for name in headers):
-        headers["Accept-Encoding"] = ACCEPT_ENCODING
-    proxy = job.proxy or env_proxy(task.url.scheme, task.url.host or "")
+        headers = {**headers, **extra_headers}
+    proxy = job.proxy or env_proxy(task.url.scheme, task.url.raw_host or "")
     # aiohttp follows max_redirects - 1 redirects and treats 0 as "no limit"; crawler's
     # max_redirects is the number of redirects followed (C2), 0 meaning none.
     follow = job.max_redirects > 0

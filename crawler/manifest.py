@@ -41,6 +41,9 @@ class Record:
     error: dict[str, str] | None
     fetched_at: str
     key: str
+    # Crawl mode (C14) only: link hops from the job's own URLs, and the page that linked here.
+    depth: int | None = None
+    referrer: str | None = None
 
     def to_line(self) -> builtins.bytes:
         data: dict[str, Any] = {
@@ -62,6 +65,9 @@ class Record:
             "fetched_at": self.fetched_at,
             "key": self.key,
         }
+        if self.depth is not None:
+            data["depth"] = self.depth
+            data["referrer"] = self.referrer
         return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 

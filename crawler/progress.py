@@ -1,59 +1,191 @@
-"""A live progress line on stderr for people watching a run at a terminal (C13). It reads
-counts, never writes state; a few redraws per second at most."""
+"""The live progress display on stderr for people watching a run at a terminal (C13): done /
+total, requests per second, bytes, failures by kind, ETA, drawn by rich a few times a second.
+
+It reads counts and never writes run state. The per-request hook (``update``) only bumps
+counters; everything else happens in rich's refresh thread, a few times a second. The total
+of a ``urls_file`` is counted by a background thread while the run goes on; until it is known
+the display shows a pulsing bar and no ETA.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import threading
 import time
-from collections import Counter
-from collections.abc import AsyncIterator
-from typing import TextIO
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Protocol, TextIO
 
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from .expand import iter_urls_file
+from .logs import routed_through
 from .manifest import Record
+from .spec import JobSpec
+from .summary import human_bytes
 
-REDRAW_S = 0.25
+REDRAWS_PER_S = 4
+# Requests per second are measured over this much recent time, so the rate and the ETA follow
+# a run that slows down or speeds up.
+RATE_WINDOW_S = 10.0
+_SAMPLE_S = 0.2
+_CHECK_STOP_EVERY = 65_536  # lines counted between looks at the stop flag
+
+
+class _RunCounters(Protocol):
+    @property
+    def skipped(self) -> int:
+        """Requests a resumed run had finished before this invocation."""
+
+
+def count_requests(jobs: Sequence[JobSpec], stop: threading.Event | None = None) -> int | None:
+    """How many requests ``jobs`` make, reading each urls_file once; None when that cannot be
+    known up front (a crawl job that follows links, an unreadable file, or ``stop`` set)."""
+    total = 0
+    for job in jobs:
+        if job.follow is not None:
+            return None
+        path = job.source.urls_file
+        if path is None:
+            total += len(job.source.urls)
+            continue
+        try:
+            for n, _ in enumerate(iter_urls_file(path), 1):
+                if n % _CHECK_STOP_EVERY == 0 and stop is not None and stop.is_set():
+                    return None
+                total += 1
+        except OSError:
+            return None
+    return total
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class Progress:
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+    """Counters of finished requests, and their live display while ``running``."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        jobs: Sequence[JobSpec] = (),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Forced: the caller decided to show progress (a terminal, or --progress).
+        self.console = Console(file=stream, force_terminal=True, highlight=False)
         self.done = 0
-        self.failed: Counter[str] = Counter()
         self.bytes = 0
-        self._started = time.monotonic()
+        self.failed: Counter[str] = Counter()
+        self.total: int | None = None
+        self.counting = bool(jobs)
+        self._jobs = tuple(jobs)
+        self._clock = clock
+        self._started = clock()
+        self._samples: deque[tuple[float, int, int]] = deque()
+        self._run: _RunCounters | None = None
+        self._stop_counting = threading.Event()
 
     def update(self, record: Record) -> None:
+        """Count one finished request: O(1), called for every request."""
         self.done += 1
         self.bytes += record.bytes or 0
         if record.error:
             self.failed[record.error["kind"]] += 1
 
-    def line(self) -> str:
-        elapsed = max(time.monotonic() - self._started, 1e-9)
-        failed = sum(self.failed.values())
-        kinds = " ".join(f"{k}:{v}" for k, v in sorted(self.failed.items()))
-        return (
-            f"{self.done} done, {failed} failed{f' ({kinds})' if kinds else ''}, "
-            f"{self.bytes / 1048576:.1f} MiB, {self.done / elapsed:.0f} req/s, {elapsed:.0f} s"
+    # --- the total -------------------------------------------------------------------------
+
+    def _count(self) -> None:
+        try:
+            self.total = count_requests(self._jobs, self._stop_counting)
+        finally:
+            self.counting = False
+
+    # --- drawing ---------------------------------------------------------------------------
+
+    def _rates(self) -> tuple[float, float]:
+        """Requests and bytes per second over the last RATE_WINDOW_S."""
+        now = self._clock()
+        samples = self._samples
+        # A log line redraws the display too: sample at most every _SAMPLE_S.
+        if not samples or now - samples[-1][0] >= _SAMPLE_S:
+            samples.append((now, self.done, self.bytes))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
+            samples.popleft()
+        then, done, size = samples[0] if len(samples) > 1 else (self._started, 0, 0)
+        span = now - then
+        if span <= 0:
+            return 0.0, 0.0
+        return (self.done - done) / span, (self.bytes - size) / span
+
+    def render(self) -> RenderableType:
+        """The display: a bar with done / total and ETA, then rate, bytes and failures."""
+        skipped = self._run.skipped if self._run is not None else 0
+        done = self.done + skipped
+        total = self.total
+        if total is not None and done > total:
+            total = None  # more than counted: the input changed under us
+        rate, byte_rate = self._rates()
+        elapsed = self._clock() - self._started
+
+        head = Text(no_wrap=True, overflow="ellipsis")
+        head.append(f"{done:,}", style="bold")
+        if total is not None:
+            head.append(f"/{total:,} requests", style="bold")
+            head.append(f"  {100 * done // total}%" if total else "  100%")
+            if rate > 0 and total > done:
+                head.append(f"  ETA {_clock((total - done) / rate)}", style="cyan")
+        else:
+            head.append(" requests")
+            head.append("  (counting the total...)" if self.counting else "", style="dim")
+        if skipped:
+            head.append(f"  ({skipped:,} done before this resume)", style="dim")
+        bar = ProgressBar(
+            total=float(total) if total is not None else None,
+            completed=done,
+            width=30,
+            pulse=total is None,
         )
+        top = Table.grid(padding=(0, 1))
+        top.add_row(bar, head)
 
-    def _draw(self, final: bool = False) -> None:
-        self.stream.write("\r\x1b[2K" + self.line() + ("\n" if final else ""))
-        self.stream.flush()
+        stats = Text(f"{rate:,.1f} req/s  ", no_wrap=True, overflow="ellipsis")
+        stats.append(f"{human_bytes(self.bytes)} ({human_bytes(byte_rate)}/s)  ")
+        stats.append(f"elapsed {_clock(elapsed)}  ")
+        failed = sum(self.failed.values())
+        if failed:
+            kinds = ", ".join(f"{kind} {n:,}" for kind, n in sorted(self.failed.items()))
+            stats.append(f"{failed:,} failed: {kinds}", style="red")
+        else:
+            stats.append("0 failed", style="green")
+        return Group(top, stats)
 
-    async def _loop(self) -> None:
-        while True:
-            self._draw()
-            await asyncio.sleep(REDRAW_S)
+    # --- running ---------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._loop())
+    async def running(self, run: _RunCounters | None = None) -> AsyncIterator[None]:
+        """Show the display (and route log lines above it) for the length of the block;
+        ``run`` tells how many requests a resumed run had done before."""
+        self._run = run
+        self._started = self._clock()
+        if self._jobs:
+            threading.Thread(target=self._count, name="crawler-count", daemon=True).start()
+        live = Live(
+            console=self.console,
+            get_renderable=self.render,
+            refresh_per_second=REDRAWS_PER_S,
+            redirect_stdout=False,
+            redirect_stderr=True,
+        )
         try:
-            yield
+            with live, routed_through(self.console):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self._draw(final=True)
+            self._stop_counting.set()

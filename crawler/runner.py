@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from . import fetch, retry
+from .crawl import Crawl
 from .errors import LocalError
 from .expand import FetchTask, interleave
 from .lock import FolderLock
 from .manifest import MANIFEST, Manifest, Record, utc_now
 from .pool import Pool
+from .report_stats import RunStats
 from .results import ResultWriter, Saved
 from .session import build_session
 from .spec import JobFile
@@ -69,11 +71,14 @@ class Run:
         self.fresh = options.fresh
         self.on_finished = on_finished
         self.finished_now = 0
+        self.skipped = 0  # requests a resumed run had finished before (for the progress)
+        self.stats = RunStats()
         self._stop_signal: signal.Signals | None = None
         self._fatal: LocalError | None = None
         self._pool: Pool | None = None
         self._cancel_handle: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._crawl: Crawl | None = None  # crawl mode, when a job has `follow`
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -108,9 +113,18 @@ class Run:
 
     def _tasks(self, state: RunState, resuming: bool) -> Iterator[FetchTask]:
         tasks = interleave(self.job_file.jobs)
+        if self._crawl is not None:
+            tasks = self._crawl.seeds(tasks)
         if not resuming:
             return tasks
-        return (t for t in tasks if not state.is_done(t.key))
+        return self._skip_done(tasks, state)
+
+    def _skip_done(self, tasks: Iterator[FetchTask], state: RunState) -> Iterator[FetchTask]:
+        for task in tasks:
+            if state.is_done(task.key):
+                self.skipped += 1
+            else:
+                yield task
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -121,15 +135,20 @@ class Run:
         self.writer = ResultWriter(storage, state)
         started = time.monotonic()
         try:
+            fetch.read_proxy_environment()
             async with build_session(self.concurrency, self.job_file.per_host) as session:
                 self.session = session
+                crawl = self._crawl = Crawl.for_run(self.job_file, state, session, storage)
                 pool = self._pool = Pool(
                     self._tasks(state, resuming),
                     self._run_one,
                     concurrency=self.concurrency,
                     per_host=self.job_file.per_host,
                     rate_per_host=self.job_file.rate_per_host,
+                    discovered=crawl.next_task if crawl is not None else None,
                 )
+                if crawl is not None:
+                    crawl.pool = pool
                 flusher = asyncio.create_task(self._flush_periodically())
                 self._install_signals()
                 try:
@@ -168,6 +187,8 @@ class Run:
             this_invocation=self.finished_now,
             exit_code=exit_code,
             out=str(self.out),
+            stats=self.stats,
+            crawl=self._crawl.totals() if self._crawl is not None else None,
         )
         if self._fatal is not None:
             summary["error"] = str(self._fatal)
@@ -191,7 +212,13 @@ class Run:
         disk: a state row then survives a power loss as surely as the file it stands for."""
         batch = self.state.seal(self.manifest.offset)
         if batch.done or batch.validators:
-            await asyncio.to_thread(self.storage.sync)
+            try:
+                await asyncio.to_thread(self.storage.sync)
+            except asyncio.CancelledError:
+                # The periodic flusher is cancelled at the end of the run, maybe right here:
+                # its rows go back, for the final flush to commit, or they would be lost.
+                self.state.unseal(batch)
+                raise
         self.state.commit(batch)
 
     # --- one request -----------------------------------------------------------------------
@@ -202,7 +229,13 @@ class Run:
             return await self._attempt(task)
         except LocalError as exc:
             self._abort(exc)
-            return None
+        except Exception as exc:
+            # A bug or an unforeseen OS refusal must cost this one request, not the run.
+            log.exception("internal error on %s", task.url_text)
+            task.attempts = max(task.attempts, 1)
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            self._record(task, None, Saved(kind="protocol", message=message))
+        return None
 
     async def _attempt(self, task: FetchTask) -> float | None:
         job = task.job
@@ -215,9 +248,16 @@ class Run:
         previous = self.state.validators(task.key) if job.conditional else None
         if previous and not (self.out / previous.path).is_file():
             previous = None
-        attempt = await fetch.attempt(
-            self.session, task, _conditional_headers(previous), self.storage.temp_path
-        )
+        if job.follow and self._crawl is not None:
+            # Crawl mode: robots.txt first; the page's links are queued before its record.
+            crawled = await self._crawl.fetch(task, _conditional_headers(previous))
+            if crawled is None:
+                return None  # robots.txt keeps it out: counted in the summary, not fetched
+            attempt = crawled
+        else:
+            attempt = await fetch.attempt(
+                self.session, task, _conditional_headers(previous), self.storage.temp_path
+            )
         task.attempts += 1
         kind, message = attempt.kind, attempt.message
         status = attempt.status
@@ -288,10 +328,13 @@ class Run:
             error=None if ok else {"kind": str(saved.kind), "message": saved.message or ""},
             fetched_at=utc_now(),
             key=task.key,
+            depth=task.depth,
+            referrer=task.referrer,
         )
         self.manifest.append(record)
         self.state.add_done(DoneRow(task.key, ok, saved.kind, status, saved.bytes, task.attempts))
         self.finished_now += 1
+        self.stats.add_record(record)
         if not ok:
             log.warning(
                 "%s %s failed after %d attempt(s): %s: %s",
@@ -300,6 +343,15 @@ class Run:
                 task.attempts,
                 saved.kind,
                 saved.message,
+                extra={
+                    "run": record.run,
+                    "job": task.job.name,
+                    "url": task.url_text,
+                    "status": status,
+                    "kind": saved.kind,
+                    "error": saved.message,
+                    "attempt": task.attempts,
+                },
             )
         if self.on_finished is not None:
             self.on_finished(record)

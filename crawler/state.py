@@ -1,5 +1,5 @@
 """Durable run state in OUT/.crawler/state.sqlite3: runs, finished requests, claimed file
-names and conditional-request validators.
+names and conditional-request validators (plus crawl mode's frontier, which frontier.py owns).
 
 sqlite3 in WAL mode: one file, crash-safe transactions, readable while written, and lookups
 by key without loading millions of keys into memory. Writes are batched into one transaction
@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS validators (
     key TEXT PRIMARY KEY, etag TEXT, last_modified TEXT, path TEXT, bytes INTEGER,
     sha256 TEXT, content_type TEXT, charset TEXT
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS frontier (
+    id INTEGER PRIMARY KEY, run TEXT NOT NULL, job TEXT NOT NULL, key TEXT NOT NULL,
+    url TEXT NOT NULL, depth INTEGER NOT NULL, referrer TEXT, origin INTEGER,
+    queued INTEGER NOT NULL, blocked TEXT, claim TEXT, UNIQUE (run, key)
+);
 """
 
 
@@ -220,6 +225,11 @@ class RunState:
         batch, self._batch = self._batch, Batch()
         batch.manifest_offset = manifest_offset
         return batch
+
+    def unseal(self, batch: Batch) -> None:
+        """Give back the rows of a sealed batch that was not committed, ahead of newer ones."""
+        self._batch.done[:0] = batch.done
+        self._batch.validators[:0] = batch.validators
 
     def flush(self, manifest_offset: int) -> None:
         """Commit everything batched so far (see ``commit``)."""

@@ -30,7 +30,7 @@ async def test_demo_runs_and_says_where_results_are(tmp_path):
     out = tmp_path / "crawler-demo"
     assert str(out) in done.stdout
     records = read_manifest(out)
-    assert len(records) == 12
+    assert len(records) == 17
     assert all(r["ok"] for r in records)
     pages = {
         r["url"].rsplit("/", 1)[1]: (out / r["path"]).read_text("utf-8")
@@ -45,7 +45,7 @@ async def test_demo_runs_and_says_where_results_are(tmp_path):
     echoed = json.loads((out / get["path"]).read_text())
     assert echoed["args"] == {"key1": "value1", "key2": "value2", "tag": ["a", "b"]}
     summary = json.loads((out / ".crawler" / "last.json").read_text())
-    assert summary["ok"] == 12 and summary["exit_code"] == 0
+    assert summary["ok"] == 17 and summary["exit_code"] == 0
 
 
 async def test_summary_saved_per_run_and_last(site, write_job, tmp_path):
