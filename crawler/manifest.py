@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .storage import Storage
 
 MANIFEST = "manifest.jsonl"
@@ -68,7 +70,12 @@ class Record:
         if self.depth is not None:
             data["depth"] = self.depth
             data["referrer"] = self.referrer
-        return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        try:
+            return orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:  # a lone surrogate from a header aiohttp decoded with surrogateescape
+            return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
+                "utf-8", "backslashreplace"
+            )
 
 
 class Manifest:
