@@ -5,6 +5,7 @@ No retry decisions and no disk writes except spilling a large body to a temp fil
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import ssl
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 # Bodies up to this size stay in memory; larger ones stream to a temp file in chunks.
 SPILL_BYTES = 8 * 1024 * 1024
 _CHUNK = 256 * 1024
+# A spilled body goes to its temp file in writes of about this size: one executor trip each.
+_SPILL_WRITE = 1024 * 1024
 # The codings crawler undoes itself (C5), and so the only ones it asks for.
 ACCEPT_ENCODING = "gzip, deflate, br"
 # A gzip body may be several members back to back; more than this is not a real body.
@@ -61,6 +64,7 @@ class Attempt:
     headers: CIMultiDictProxy[str] | None = None
     body: bytes = b""
     spill: Path | None = None  # the body, when it was too large to keep in memory
+    spill_sha256: Any = None  # hashlib.sha256 of the spilled body, fed as it streams in
     size: int = 0
     kind: str | None = None
     message: str | None = None
@@ -252,30 +256,36 @@ async def _read_body(
         return
     if decoder is None and length is not None and length > max_bytes:
         raise TooLarge(f"body of {length} bytes exceeds max_bytes ({max_bytes})")
-    chunks: list[bytes] = []
+    chunks: list[bytes] = []  # in memory, or (once spilling) waiting for the next write
+    pending = 0  # bytes in chunks
     size = 0
     out: AsyncBufferedIOBase | None = None
     unwatch = _fail_body_on_parse_error(response)
     try:
-        async for data in response.content.iter_chunked(_CHUNK):
+        # iter_any hands over what arrived without copying it into fixed-size pieces.
+        async for data in response.content.iter_any():
             for chunk in decoder.feed(data) if decoder is not None else (data,):
                 size += len(chunk)
                 if size > max_bytes:
                     raise TooLarge(f"body exceeds max_bytes ({max_bytes})")
-                if out is not None:
-                    await _spill_write(out, chunk, result)
-                    continue
                 chunks.append(chunk)
-                if size > SPILL_BYTES:
+                pending += len(chunk)
+                if out is None and size > SPILL_BYTES:
                     result.spill = spill_path()
+                    result.spill_sha256 = hashlib.sha256()
                     try:
                         out = await aiofiles.open(result.spill, "wb")
                     except OSError as exc:
                         raise local_error(exc, result.spill) from exc
+                if out is not None and pending >= _SPILL_WRITE:
                     await _spill_write(out, b"".join(chunks), result)
                     chunks.clear()
+                    pending = 0
         if decoder is not None:
             decoder.finish()
+        if out is not None and chunks:
+            await _spill_write(out, b"".join(chunks), result)
+            chunks.clear()
     finally:
         unwatch()
         if out is not None:
@@ -330,6 +340,8 @@ def _seen(future: asyncio.Future[None]) -> None:
 
 
 async def _spill_write(out: AsyncBufferedIOBase, data: bytes, result: Attempt) -> None:
+    # Hashed as it streams, so the saved file need not be read back (a 1 GiB body).
+    result.spill_sha256.update(data)
     try:
         await out.write(data)
     except OSError as exc:

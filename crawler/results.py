@@ -166,7 +166,10 @@ class ResultWriter:
 
     async def _write_as(self, rel: str, data: bytes, attempt: Attempt | None) -> Saved:
         if attempt is not None and attempt.spill is not None:
-            size, digest = await asyncio.to_thread(self.storage.move_in, rel, attempt.spill)
+            known = None
+            if attempt.spill_sha256 is not None:
+                known = attempt.size, attempt.spill_sha256.hexdigest()
+            size, digest = await asyncio.to_thread(self.storage.move_in, rel, attempt.spill, known)
             attempt.spill = None
             return Saved(path=rel, bytes=size, sha256=digest)
         # One executor trip per file: create, write, rename and hash together.

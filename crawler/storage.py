@@ -88,16 +88,16 @@ class Storage:
             raise
         return hashlib.sha256(data).hexdigest()
 
-    def move_in(self, rel: str, spilled: Path) -> tuple[int, str]:
-        """Hash a body that was streamed to a temp file and rename it to OUT/rel."""
+    def move_in(
+        self, rel: str, spilled: Path, known: tuple[int, str] | None = None
+    ) -> tuple[int, str]:
+        """Rename a body that was streamed to a temp file to OUT/rel; returns its size and
+        sha256 (``known`` when they were taken as it streamed, else read back)."""
         final = self.out / rel
-        digest = hashlib.sha256()
-        size = 0
         try:
-            with spilled.open("rb") as body:
-                while chunk := body.read(1 << 20):
-                    digest.update(chunk)
-                    size += len(chunk)
+            if known is None:
+                with spilled.open("rb") as body:
+                    known = spilled.stat().st_size, hashlib.file_digest(body, "sha256").hexdigest()
             self._parent(final)
             os.replace(spilled, final)
         except OSError as exc:
@@ -105,7 +105,7 @@ class Storage:
                 spilled.unlink(missing_ok=True)
                 raise local_error(exc, final) from exc
             raise  # a path problem: the caller may try another name with the same body
-        return size, digest.hexdigest()
+        return known
 
     def append_line(self, rel: str, line: bytes) -> None:
         """Append one whole line to OUT/rel with a single write (O_APPEND), so a crash leaves
