@@ -1,0 +1,192 @@
+"""The benchmarked clients. Each one turns a Batch (URLs, where to save them, concurrency) into
+a command line plus the files it reads, and says afterwards which file holds which URL."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+CRAWLER_JOB = "bench"
+TIMEOUT = {"total": 3600, "sock_connect": 60, "sock_read": 600}
+
+
+@dataclass
+class Batch:
+    """One client run: fetch ``urls`` (``rels[i]`` is the path under the root of ``urls[i]``)
+    into ``out``; job and list files go to ``work``."""
+
+    urls: list[str]
+    rels: list[str]
+    out: Path
+    work: Path
+    concurrency: int
+    mode: str = "bytes"  # bytes | text | json: what crawler and the plain script save
+    urls_file: Path | None = None  # a ready list of the URLs, one a line (crawler only)
+
+
+@dataclass
+class Client:
+    name: str
+    binary: str | None  # None: not installed, skipped
+    command: Callable[[Client, Batch], list[str]]
+    outputs: Callable[[Batch], dict[str, Path]]
+    modes: tuple[str, ...] = ("bytes",)
+
+    @property
+    def available(self) -> bool:
+        return self.binary is not None
+
+
+def _by_rel(batch: Batch) -> dict[str, Path]:
+    return {url: batch.out / rel for url, rel in zip(batch.urls, batch.rels, strict=True)}
+
+
+def _make_dirs(batch: Batch) -> None:
+    for folder in {str(Path(rel).parent) for rel in batch.rels}:
+        (batch.out / folder).mkdir(parents=True, exist_ok=True)
+
+
+# --- crawler -------------------------------------------------------------------------------
+
+
+def crawler_job(batch: Batch) -> Path:
+    urls_file = batch.urls_file
+    if urls_file is None:
+        urls_file = batch.work / "urls.txt"
+        urls_file.write_text("".join(url + "\n" for url in batch.urls))
+    job = {
+        "version": 1,
+        "concurrency": batch.concurrency,
+        "per_host": batch.concurrency,
+        "defaults": {"timeout": TIMEOUT},
+        "jobs": [{"name": CRAWLER_JOB, "urls_file": str(urls_file), "save": batch.mode}],
+    }
+    path = batch.work / "job.yaml"
+    path.write_text(json.dumps(job, indent=2) + "\n")  # JSON is YAML
+    return path
+
+
+def crawler_command(client: Client, batch: Batch) -> list[str]:
+    job = crawler_job(batch)
+    options = ["--fresh", "-q", "--no-progress"]
+    return [str(client.binary), "run", str(job), "-o", str(batch.out), *options]
+
+
+def crawler_outputs(batch: Batch) -> dict[str, Path]:
+    """URL -> file, from OUT/manifest.jsonl; a failed request maps to a missing path."""
+    found: dict[str, Path] = {}
+    manifest = batch.out / "manifest.jsonl"
+    if not manifest.exists():
+        return found
+    with manifest.open(encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            if record.get("ok") and record.get("path"):
+                found[record["url"]] = batch.out / record["path"]
+            else:
+                found.setdefault(record["url"], batch.out / "(failed)")
+    return found
+
+
+# --- the plain aiohttp script --------------------------------------------------------------
+
+
+def plain_command(client: Client, batch: Batch) -> list[str]:
+    _make_dirs(batch)
+    pairs = batch.work / "pairs.tsv"
+    outputs = _by_rel(batch)
+    pairs.write_text("".join(f"{url}\t{outputs[url]}\n" for url in batch.urls))
+    script = str(BENCH / "plain_aiohttp.py")
+    options = ["--concurrency", str(batch.concurrency), "--mode", batch.mode]
+    return [sys.executable, script, str(pairs), *options]
+
+
+# --- curl, wget2, aria2c -------------------------------------------------------------------
+
+
+def curl_command(client: Client, batch: Batch) -> list[str]:
+    _make_dirs(batch)
+    config = batch.work / "curl.conf"
+    outputs = _by_rel(batch)
+    config.write_text("".join(f'url = "{url}"\noutput = "{outputs[url]}"\n' for url in batch.urls))
+    # Options after --config would apply to a new, empty transfer, so they go first.
+    options = ["--parallel", "--parallel-max", str(batch.concurrency), "--silent", "--show-error"]
+    return [str(client.binary), *options, "--config", str(config)]
+
+
+def wget2_command(client: Client, batch: Batch) -> list[str]:
+    urls = batch.work / "urls.txt"
+    urls.write_text("".join(url + "\n" for url in batch.urls))
+    return [
+        str(client.binary),
+        "--no-config",
+        "--quiet",
+        f"--max-threads={batch.concurrency}",
+        "--force-directories",
+        "--no-host-directories",
+        f"--directory-prefix={batch.out}",
+        f"--input-file={urls}",
+    ]
+
+
+def aria2c_command(client: Client, batch: Batch) -> list[str]:
+    listing = batch.work / "aria2c.txt"
+    listing.write_text(
+        "".join(f"{url}\n  out={rel}\n" for url, rel in zip(batch.urls, batch.rels, strict=True))
+    )
+    return [
+        str(client.binary),
+        "--quiet",
+        f"--max-concurrent-downloads={batch.concurrency}",
+        f"--dir={batch.out}",
+        f"--input-file={listing}",
+        "--file-allocation=none",
+        "--allow-overwrite=true",
+        "--auto-file-renaming=false",
+        "--console-log-level=error",
+        "--summary-interval=0",
+        "--download-result=hide",
+    ]
+
+
+# --- the registry --------------------------------------------------------------------------
+
+
+def all_clients() -> dict[str, Client]:
+    bin_dir = Path(sys.executable).parent
+    crawler = bin_dir / "crawler"
+    return {
+        "crawler": Client(
+            "crawler",
+            str(crawler) if crawler.exists() else shutil.which("crawler"),
+            crawler_command,
+            crawler_outputs,
+            ("bytes", "text", "json"),
+        ),
+        "plain aiohttp": Client(
+            "plain aiohttp", sys.executable, plain_command, _by_rel, ("bytes", "text", "json")
+        ),
+        "curl": Client("curl", shutil.which("curl"), curl_command, _by_rel),
+        "wget2": Client("wget2", shutil.which("wget2"), wget2_command, _by_rel),
+        "aria2c": Client("aria2c", shutil.which("aria2c"), aria2c_command, _by_rel),
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions of the installed command-line clients."""
+    found = {}
+    for name, flag in (("curl", "--version"), ("wget2", "--version"), ("aria2c", "--version")):
+        binary = shutil.which(name)
+        if binary is None:
+            continue
+        out = subprocess.run([binary, flag], capture_output=True, text=True).stdout
+        match = re.search(r"(\d+\.\d+(?:\.\d+)?)", out.splitlines()[0] if out else "")
+        found[name] = match.group(1) if match else "unknown"
+    return found
