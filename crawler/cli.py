@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, eventloop
 from .config import load_job_file
@@ -19,12 +19,14 @@ from .errors import ConfigError, LocalError, OutputBusyError
 from .logs import setup_logging, summary_json
 from .manifest import utc_now
 from .metrics import write_metrics
-from .progress import Progress
 from .report import ReportError, write_report
 from .runner import Run, RunOptions
 from .spec import JobFile
 from .summary import summary_line
 from .validate import check_urls_files
+
+if TYPE_CHECKING:  # the live display (and rich) load only when it is shown
+    from .progress import Progress
 
 log = logging.getLogger("crawler")
 
@@ -159,6 +161,8 @@ def _progress(args: argparse.Namespace, job_file: JobFile | None = None) -> Prog
     wanted = args.progress if args.progress is not None else sys.stderr.isatty()
     if not wanted or args.quiet:
         return None
+    from .progress import Progress
+
     return Progress(sys.stderr, job_file.jobs if job_file else ())
 
 

@@ -10,10 +10,10 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.text import Text
+if TYPE_CHECKING:  # rich loads only with the live display: cron runs skip its import time
+    from rich.console import Console
 
 LOGGER = "crawler"
 
@@ -86,6 +86,8 @@ class ConsoleHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            from rich.text import Text
+
             style = _LEVEL_STYLES.get(record.levelno, "") if self._styled else ""
             # Text, not a str: a URL with [brackets] is not console markup.
             self.console.print(Text(self.format(record), style=style), soft_wrap=True)

@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
 
 from . import fetch, retry
-from .crawl import Crawl
 from .errors import LocalError
 from .expand import FetchTask, interleave
 from .lock import FolderLock
@@ -32,6 +33,9 @@ from .spec import JobFile
 from .state import DoneRow, RunState, Validators
 from .storage import Storage, local_error
 from .summary import build_summary, save_summary
+
+if TYPE_CHECKING:
+    from .crawl import Crawl
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +142,7 @@ class Run:
             fetch.read_proxy_environment()
             async with build_session(self.concurrency, self.job_file.per_host) as session:
                 self.session = session
-                crawl = self._crawl = Crawl.for_run(self.job_file, state, session, storage)
+                crawl = self._crawl = _crawl_for_run(self.job_file, state, session, storage)
                 pool = self._pool = Pool(
                     self._tasks(state, resuming),
                     self._run_one,
@@ -401,6 +405,18 @@ class Run:
         elif sig == signal.SIGINT:
             log.warning("second SIGINT: cancelling requests in flight")
             self._background.add(loop.create_task(pool.cancel_inflight()))
+
+
+def _crawl_for_run(
+    job_file: JobFile, state: RunState, session: aiohttp.ClientSession, storage: Storage
+) -> Crawl | None:
+    """Crawl mode's state, imported only when a job has ``follow`` (its HTML parser and
+    robots.txt modules cost start-up time every other run would pay for nothing)."""
+    if not any(job.follow for job in job_file.jobs):
+        return None
+    from .crawl import Crawl
+
+    return Crawl.for_run(job_file, state, session, storage)
 
 
 def _conditional_headers(previous: Validators | None) -> dict[str, str] | None:

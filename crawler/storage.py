@@ -5,7 +5,6 @@ and are cleared when a run starts; nothing partial is ever left in a job folder.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import hashlib
 import itertools
@@ -19,7 +18,8 @@ from .errors import LocalError
 
 def _load_syncfs() -> Callable[[int], int] | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The process's own symbols include libc's; find_library would run ldconfig.
+        libc = ctypes.CDLL(None, use_errno=True)
         function: Callable[[int], int] = libc.syncfs
         return function
     except (OSError, AttributeError):
