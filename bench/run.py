@@ -2,9 +2,11 @@
 aiohttp's tutorial writes it), curl, wget2 and aria2c, all fetching from a local server.
 
 Measured per client, the median of --rounds rounds (default 3), rounds interleaved:
-- requests per second: URLs / wall time from process start to exit;
+- requests per second: URLs / wall time from process start to exit, and its spread over
+  the rounds ((max - min) / median);
 - CPU seconds per 1,000 requests: user+sys of the client's whole process tree (os.wait4);
-- peak RSS (ru_maxrss);
+- peak RSS: the client's VmHWM, polled (its ru_maxrss would include the bench's own memory,
+  inherited at fork);
 - server CPU %: the server's CPU time over the client's wall time (near 100 % would mean the
   server, not the client, set the pace);
 - a check that every file holds the right content (the server's bodies are deterministic;
@@ -24,7 +26,9 @@ How: nginx from the system's packages (generated configuration, one worker, no a
 serves a, b and e; without nginx, and always for c and d, rawserver.py (raw asyncio
 protocols, uvloop when importable) does. With 2+ CPUs the server is pinned to one CPU and each
 client to another (taskset). Every round writes into a new folder under bench/results/work
-(on ext4, creating files right after deleting many others is slow); all is deleted at the end.
+and all is deleted only at the end: on ext4, creating files right after many were deleted is
+10-30x slower for a minute or two. For the same reason the bench first waits (--settle) until
+creating a file on the disk is fast; the report gives that time at the start and the end.
 The report is printed and written to bench/results/latest.md.
 """
 
@@ -56,6 +60,7 @@ RESULTS = BENCH / "results"
 SCENARIOS = "abcde"
 RUN_TIMEOUT_S = 1800.0
 LATENCY_S = 0.05
+SETTLED_US = 150  # creating a small file should take ~30 µs; 10x that means a slow spell
 THROUGHPUT_CLIENTS = ("crawler", "plain aiohttp", "curl", "wget2", "aria2c")
 
 
@@ -80,6 +85,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", help="only these clients, e.g. crawler,curl")
     parser.add_argument("--interrupt-after", type=float, default=3.0, help="(d) seconds")
     parser.add_argument("--keep", action="store_true", help="keep the downloaded files")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=300,
+        help="at most this many seconds of waiting for "
+        f"file creation on the disk to take under {SETTLED_US} µs (0: do not wait)",
+    )
     parser.add_argument("--no-nginx", action="store_true", help="rawserver.py for a, b, e too")
     args = parser.parse_args(argv)
     args.only = [s for s in args.only.replace(",", "") if s in SCENARIOS]
@@ -434,7 +446,7 @@ class Bench:
     def run(self) -> None:
         say(f"preparing documents in {self.www} (once) ...")
         bodies.ensure_small(self.www)
-        before = probe_file_creation(self.work / "probe-start")
+        before = self.wait_for_disk()
         for scenario in self.args.only:
             say(f"--- scenario {scenario}")
             getattr(self, f"scenario_{scenario}")()
@@ -442,6 +454,20 @@ class Bench:
         self.disk_probe = (
             f"creating a 2 KB file there: {before} µs at the start, {after} µs at the end"
         )
+
+    def wait_for_disk(self) -> str:
+        """Probe file creation until it is fast (or --settle seconds passed): right after
+        many files were deleted (the end of an earlier bench, a test suite), ext4 creates
+        files 10-30x slower for a minute or two, which would be measured as client cost."""
+        deadline = time.monotonic() + self.args.settle
+        took = probe_file_creation(self.work / "probe-0")
+        probes = 1
+        while float(took) > SETTLED_US and time.monotonic() < deadline:
+            say(f"creating a file takes {took} µs (recent deletions?); waiting for the disk")
+            time.sleep(10)
+            took = probe_file_creation(self.work / f"probe-{probes}")
+            probes += 1
+        return took
 
     def cleanup(self) -> None:
         for server in self.servers:
