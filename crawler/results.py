@@ -16,7 +16,7 @@ from .errors import LocalError
 from .expand import FetchTask
 from .fetch import Attempt
 from .state import RunState, Validators
-from .storage import Storage
+from .storage import Storage, WriteBatcher
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class ResultWriter:
     def __init__(self, storage: Storage, state: RunState) -> None:
         self.storage = storage
         self.state = state
+        self._batcher = WriteBatcher(storage)
 
     def file_name(self, task: FetchTask, ext: str) -> str:
         """The path inside the job folder, unique within the job ignoring case (C6)."""
@@ -172,8 +173,9 @@ class ResultWriter:
             size, digest = await asyncio.to_thread(self.storage.move_in, rel, attempt.spill, known)
             attempt.spill = None
             return Saved(path=rel, bytes=size, sha256=digest)
-        # One executor trip per file: create, write, rename and hash together.
-        digest = await asyncio.to_thread(self.storage.write_bytes, rel, data)
+        # Create, write, rename and hash together, in the executor, batched with the files
+        # other requests finished in the same round of the event loop.
+        digest = await self._batcher.write(rel, data)
         return Saved(path=rel, bytes=len(data), sha256=digest)
 
     def kept(self, previous: Validators) -> Saved:

@@ -4,8 +4,10 @@ and are cleared when a run starts; nothing partial is ever left in a job folder.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
+import functools
 import hashlib
 import itertools
 import os
@@ -139,3 +141,58 @@ class Storage:
             os.close(fd)
         self._jsonl.clear()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class WriteBatcher:
+    """Small files written in batches: the writes requested while the event loop runs one
+    round of callbacks go to the executor as one job, instead of one executor trip (a thread
+    hand-off and a wake-up of the loop) per file. Each caller still awaits its own file."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._pending: list[tuple[str, bytes, asyncio.Future[str]]] = []
+
+    async def write(self, rel: str, data: bytes) -> str:
+        """Write ``data`` to OUT/rel atomically (Storage.write_bytes); returns its sha256."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._submit)  # after the callbacks already queued in this round
+        self._pending.append((rel, data, future))
+        return await future
+
+    def _submit(self) -> None:
+        batch, self._pending = self._pending, []
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(None, self._write_all, batch)
+        done.add_done_callback(functools.partial(self._resolve, batch))
+
+    def _write_all(
+        self, batch: list[tuple[str, bytes, asyncio.Future[str]]]
+    ) -> list[str | BaseException]:
+        results: list[str | BaseException] = []
+        for rel, data, _ in batch:
+            try:
+                results.append(self._storage.write_bytes(rel, data))
+            except Exception as exc:  # handed to that one caller
+                results.append(exc)
+        return results
+
+    @staticmethod
+    def _resolve(
+        batch: list[tuple[str, bytes, asyncio.Future[str]]],
+        done: asyncio.Future[list[str | BaseException]],
+    ) -> None:
+        if done.cancelled():
+            outcomes: list[str | BaseException] = [asyncio.CancelledError()] * len(batch)
+        elif done.exception() is not None:
+            outcomes = [done.exception() or RuntimeError()] * len(batch)
+        else:
+            outcomes = done.result()
+        for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue  # its caller was cancelled; the file is written all the same
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
