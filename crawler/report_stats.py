@@ -237,20 +237,7 @@ class RunStats:
         reason[0] += 1
 
     def _add_host(self, host: str, ok: bool, size: int, elapsed_ms: float) -> None:
-        stats = self.hosts.get(host)
-        if stats is None:
-            if len(self.hosts) >= MAX_HOSTS:
-                host = OTHER_HOSTS
-                stats = self.hosts.get(host)
-            if stats is None:
-                stats = self.hosts[host] = HostStats()
-        stats.requests += 1
-        stats.bytes += size
-        if ok:
-            stats.ok += 1
-        else:
-            stats.failed += 1
-        stats.latency.add(elapsed_ms)
+        _add_host(self.hosts, host, ok, size, elapsed_ms)
 
     @property
     def failures_not_kept(self) -> int:
@@ -258,17 +245,58 @@ class RunStats:
 
     def slowest_hosts(self, limit: int = 5) -> list[dict[str, Any]]:
         """The hosts with the highest median elapsed_ms, slowest first."""
-        ranked = sorted(
-            ((h, s) for h, s in self.hosts.items() if h != OTHER_HOSTS),
-            key=lambda item: (-item[1].latency.quantile(0.5), item[0]),
-        )
-        return [
-            {
-                "host": host,
-                "requests": stats.requests,
-                "failed": stats.failed,
-                "median_ms": round(stats.latency.quantile(0.5), 1),
-                "max_ms": round(stats.latency.max_ms, 1),
-            }
-            for host, stats in ranked[:limit]
-        ]
+        return _slowest_hosts(self.hosts, limit)
+
+
+def _add_host(
+    hosts: dict[str, HostStats], host: str, ok: bool, size: int, elapsed_ms: float
+) -> None:
+    stats = hosts.get(host)
+    if stats is None:
+        if len(hosts) >= MAX_HOSTS:
+            host = OTHER_HOSTS
+            stats = hosts.get(host)
+        if stats is None:
+            stats = hosts[host] = HostStats()
+    stats.requests += 1
+    stats.bytes += size
+    if ok:
+        stats.ok += 1
+    else:
+        stats.failed += 1
+    stats.latency.add(elapsed_ms)
+
+
+def _slowest_hosts(hosts: dict[str, HostStats], limit: int) -> list[dict[str, Any]]:
+    ranked = sorted(
+        ((h, s) for h, s in hosts.items() if h != OTHER_HOSTS),
+        key=lambda item: (-item[1].latency.quantile(0.5), item[0]),
+    )
+    return [
+        {
+            "host": host,
+            "requests": stats.requests,
+            "failed": stats.failed,
+            "median_ms": round(stats.latency.quantile(0.5), 1),
+            "max_ms": round(stats.latency.max_ms, 1),
+        }
+        for host, stats in ranked[:limit]
+    ]
+
+
+@dataclass(slots=True)
+class SummaryStats:
+    """What the run summary needs from each finished request, and no more: retries and
+    per-host latency. RunStats (the report's) does several times the work per request."""
+
+    retries: int = 0
+    hosts: dict[str, HostStats] = field(default_factory=dict)
+
+    def add_record(self, record: Record) -> None:
+        if record.attempts > 1:
+            self.retries += record.attempts - 1
+        _add_host(self.hosts, host_of(record.url), record.ok, record.bytes or 0, record.elapsed_ms)
+
+    def slowest_hosts(self, limit: int = 5) -> list[dict[str, Any]]:
+        """The hosts with the highest median elapsed_ms, slowest first."""
+        return _slowest_hosts(self.hosts, limit)

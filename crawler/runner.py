@@ -26,7 +26,7 @@ from .expand import FetchTask, interleave
 from .lock import FolderLock
 from .manifest import MANIFEST, Manifest, Record, utc_now
 from .pool import Pool
-from .report_stats import RunStats
+from .report_stats import SummaryStats
 from .results import ResultWriter, Saved
 from .session import build_session
 from .spec import JobFile
@@ -76,7 +76,7 @@ class Run:
         self.on_finished = on_finished
         self.finished_now = 0
         self.skipped = 0  # requests a resumed run had finished before (for the progress)
-        self.stats = RunStats()
+        self.stats = SummaryStats()
         self._stop_signal: signal.Signals | None = None
         self._fatal: LocalError | None = None
         self._pool: Pool | None = None

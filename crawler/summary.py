@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .report_stats import RunStats
+from .report_stats import RunStats, SummaryStats
 from .storage import Storage
 
 SLOWEST_HOSTS = 5
@@ -27,7 +27,7 @@ def build_summary(
     this_invocation: int,
     exit_code: int,
     out: str,
-    stats: RunStats | None = None,
+    stats: RunStats | SummaryStats | None = None,
     crawl: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The summary as saved: the keys C13 names plus ``retries``, ``slowest_hosts``
