@@ -1,15 +1,14 @@
 """Read a YAML job file and validate it into frozen specs; every problem carries FILE:LINE.
 
-Validation walks PyYAML's composed nodes (not the constructed dicts) so that each problem can
-name the line it sits on. All problems are collected before raising, so a user fixes a file in
-one pass. No network and no writes here.
+The job file's keys and what they mean live here; walking the YAML nodes (so that each
+problem can name its line) is yamlread.py's job. All problems are collected before raising, so a
+user fixes a file in one pass. No network and no writes here.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
-import math
 import os
 import re
 import string
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yarl import URL
 
 from .errors import ConfigError, Problem
 from .spec import (
@@ -33,6 +31,14 @@ from .spec import (
     JobSpec,
     RequestDefaults,
     UrlSource,
+)
+from .yamlread import (
+    Loader,
+    Reader,
+    Value,
+    child_path,
+    entries,
+    kind_of,
 )
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -74,372 +80,6 @@ _REQUEST_KEYS = (
 )
 _FOLLOW_KEYS = ("depth", "scope", "include", "exclude", "max_pages", "robots", "sitemaps")
 
-_STR_TAG = "tag:yaml.org,2002:str"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class _Unreadable:
-    def __repr__(self) -> str:
-        return "an unreadable value"
-
-
-_UNREADABLE = _Unreadable()
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader, except that a date or time stays the text it was written as: a job file
-    sends it on (a query, a header, a JSON body), and JSON has no date type."""
-
-
-def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
-    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
-
-
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
-
-
-@dataclass(slots=True)
-class _Value:
-    """A constructed YAML value with where it came from."""
-
-    node: yaml.Node
-    path: str
-    value: Any
-    env_filled: bool = False
-    env_missing: bool = False
-    constructed: bool = False
-
-    @property
-    def line(self) -> int:
-        return int(self.node.start_mark.line) + 1
-
-
-def _child(path: str, key: object) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _key_id(node: yaml.Node) -> object:
-    return (node.tag, node.value) if isinstance(node, yaml.ScalarNode) else id(node)
-
-
-def _entries(node: yaml.MappingNode, depth: int = 0) -> list[tuple[yaml.Node, yaml.Node]]:
-    """The mapping's (key, value) nodes with YAML merge keys (``<<: *anchor``) resolved: a key
-    written in the mapping itself wins over a merged one, and the first of two equal keys is
-    kept (the second is reported as a duplicate by the tree check)."""
-    own: list[tuple[yaml.Node, yaml.Node]] = []
-    merged: list[tuple[yaml.Node, yaml.Node]] = []
-    for key_node, value_node in node.value:
-        if key_node.tag != _MERGE_TAG:
-            own.append((key_node, value_node))
-            continue
-        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-        for source in sources:
-            if isinstance(source, yaml.MappingNode) and depth < 50:
-                merged.extend(_entries(source, depth + 1))
-    out: list[tuple[yaml.Node, yaml.Node]] = []
-    seen: set[object] = set()
-    for key_node, value_node in own + merged:
-        key = _key_id(key_node)
-        if key not in seen:
-            seen.add(key)
-            out.append((key_node, value_node))
-    return out
-
-
-class _Reader:
-    """Walks one job file's nodes and collects problems."""
-
-    def __init__(self, file: Path, environ: dict[str, str]) -> None:
-        self.file = file
-        self.shown = str(file)
-        self.environ = environ
-        self.problems: list[Problem] = []
-        self._loader = _Loader("")
-        self._env_missing: set[int] = set()  # ids of string nodes with an unset ${VAR}
-
-    def problem(self, where: _Value | yaml.Node, path: str, message: str) -> None:
-        node = where.node if isinstance(where, _Value) else where
-        if (isinstance(where, _Value) and where.env_missing) or id(node) in self._env_missing:
-            return  # an unset ${VAR} is reported already; what it left behind says nothing new
-        line = int(node.start_mark.line) + 1
-        self.problems.append(Problem(self.shown, line, path, message))
-
-    def problem_on(self, line: int, path: str, message: str) -> None:
-        self.problems.append(Problem(self.shown, line, path, message))
-
-    # --- the whole tree --------------------------------------------------------------------
-
-    def check_tree(self, root: yaml.Node) -> bool:
-        """Report what no later check can see: duplicate keys at any depth, recursive aliases,
-        tags a safe loader cannot build, and values their tag cannot read (``!!int x``).
-        False when the tree cannot be built into values at all."""
-        broken = [False]
-        done: set[int] = set()
-
-        def walk(node: yaml.Node, path: str, parents: tuple[int, ...]) -> None:
-            if id(node) in parents:
-                self.problem(node, path, "an alias refers to a value that contains it")
-                broken[0] = True
-                return
-            if id(node) in done:
-                return
-            done.add(id(node))
-            if node.tag not in _Loader.yaml_constructors:
-                self.problem(node, path, f"unsupported YAML tag {node.tag}")
-                broken[0] = True
-                return
-            inner = (*parents, id(node))
-            if isinstance(node, yaml.MappingNode):
-                first: dict[object, int] = {}
-                for key_node, value_node in node.value:
-                    if key_node.tag == _MERGE_TAG:
-                        sources = (
-                            value_node.value
-                            if isinstance(value_node, yaml.SequenceNode)
-                            else [value_node]
-                        )
-                        if not all(isinstance(s, yaml.MappingNode) for s in sources):
-                            self.problem(key_node, path, "<< must merge a mapping or a list")
-                            broken[0] = True
-                        for source in sources:
-                            walk(source, path, inner)
-                        continue
-                    if not isinstance(key_node, yaml.ScalarNode):
-                        self.problem(key_node, path, "keys must be strings or numbers")
-                        broken[0] = True
-                        continue
-                    child = _child(path, key_node.value)
-                    if not readable(key_node, child):
-                        continue
-                    line = int(key_node.start_mark.line) + 1
-                    ident = _key_id(key_node)
-                    if ident in first:
-                        self.problem(
-                            key_node, child, f"duplicate key (first on line {first[ident]})"
-                        )
-                    else:
-                        first[ident] = line
-                    walk(value_node, child, inner)
-            elif isinstance(node, yaml.SequenceNode):
-                for index, value_node in enumerate(node.value):
-                    walk(value_node, f"{path}[{index}]", inner)
-            else:
-                readable(node, path)
-
-        def readable(node: yaml.Node, path: str) -> bool:
-            if node.tag == _STR_TAG:
-                return True
-            try:
-                self._loader.construct_object(node)
-            except (yaml.YAMLError, ValueError, TypeError) as exc:
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                self.problem(node, path, f"cannot read {node.value!r} as {node.tag}: {message}")
-                broken[0] = True
-                return False
-            return True
-
-        walk(root, "", ())
-        return not broken[0]
-
-    # --- structure -------------------------------------------------------------------------
-
-    def mapping(self, node: yaml.Node, path: str, allowed: tuple[str, ...]) -> dict[str, _Value]:
-        """The mapping's entries by key; reports unknown keys (duplicates: see check_tree)."""
-        if not isinstance(node, yaml.MappingNode):
-            self.problem(node, path, f"must be a mapping, not {_node_kind(node)}")
-            return {}
-        out: dict[str, _Value] = {}
-        for key_node, value_node in _entries(node):
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            child = _child(path, key)
-            if not isinstance(key, str):
-                self.problem(key_node, path, "keys must be strings")
-            elif key not in allowed:
-                hint = _close_match(key, allowed)
-                self.problem(key_node, child, f"unknown key{hint}")
-            else:
-                out[key] = _Value(value_node, child, None)
-        return out
-
-    def construct(self, item: _Value) -> _Value:
-        """Build the plain Python value, substituting ${VAR} in every string (once per item);
-        a variable that is not set is reported on the line and key path where it is used."""
-        if item.constructed:
-            return item
-        before = len(self.problems)
-        filled = self._check_env(item.node, item.path, set())
-        try:
-            raw = self._loader.construct_object(item.node, deep=True)
-        except (yaml.YAMLError, ValueError, TypeError) as exc:  # check_tree catches these first
-            self.problem(item, item.path, f"cannot read this value: {exc}")
-            raw = _UNREADABLE
-        item.value = self._substitute(raw)
-        item.env_filled = filled
-        item.env_missing = len(self.problems) > before
-        item.constructed = True
-        return item
-
-    def _check_env(self, node: yaml.Node, path: str, done: set[int]) -> bool:
-        """Report every unset ${VAR} under ``node``; True when some variable was filled in."""
-        if id(node) in done:
-            return False
-        done.add(id(node))
-        filled = False
-        if isinstance(node, yaml.ScalarNode):
-            if node.tag == _STR_TAG and "${" in node.value:
-                names = [match.group(1) for match in _ENV_RE.finditer(node.value)]
-                filled = any(name in self.environ for name in names)
-                for name in names:
-                    if name not in self.environ:
-                        self.problem(node, path, f"environment variable {name} is not set")
-                if any(name not in self.environ for name in names):
-                    self._env_missing.add(id(node))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, value_node in enumerate(node.value):
-                filled |= self._check_env(value_node, f"{path}[{index}]", done)
-        elif isinstance(node, yaml.MappingNode):
-            for key_node, value_node in _entries(node):
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
-                filled |= self._check_env(value_node, _child(path, key), done)
-        return filled
-
-    def _substitute(self, raw: Any) -> Any:
-        if isinstance(raw, str):
-            if "${" not in raw:
-                return raw
-            return _ENV_RE.sub(lambda m: self.environ.get(m.group(1), ""), raw)
-        if isinstance(raw, list):
-            return [self._substitute(v) for v in raw]
-        if isinstance(raw, dict):
-            return {k: self._substitute(v) for k, v in raw.items()}
-        return raw
-
-    # --- scalars ---------------------------------------------------------------------------
-
-    def integer(self, item: _Value, minimum: int) -> int | None:
-        value = self.construct(item).value
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(item, item.path, f"must be an integer, not {_kind(value)}")
-            return None
-        if value < minimum:
-            self.problem(item, item.path, f"must be at least {minimum}, not {value}")
-            return None
-        return value
-
-    def number(self, item: _Value, *, allow_off: bool) -> float | None:
-        """A positive number; with allow_off, null or 0 (returned as None) turn it off."""
-        value = self.construct(item).value
-        if allow_off and (value is None or value == 0) and not isinstance(value, bool):
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(item, item.path, f"must be a number, not {_kind(value)}")
-            return None
-        if math.isnan(value) or math.isinf(value):
-            self.problem(item, item.path, f"must be a finite number, not {value}")
-            return None
-        if value <= 0:
-            off = " (0 or null turns it off)" if allow_off else ""
-            self.problem(item, item.path, f"must be above 0, not {value}{off}")
-            return None
-        return float(value)
-
-    def text(self, item: _Value) -> str | None:
-        value = self.construct(item).value
-        if not isinstance(value, str):
-            self.problem(item, item.path, f"must be a string, not {_kind(value)}")
-            return None
-        return value
-
-    def boolean(self, item: _Value) -> bool | None:
-        value = self.construct(item).value
-        if not isinstance(value, bool):
-            self.problem(item, item.path, f"must be true or false, not {_kind(value)}")
-            return None
-        return value
-
-    def http_url(self, item: _Value, value: str, path: str) -> str | None:
-        problem = url_problem(value)
-        if problem:
-            self.problem(item, path, problem)
-            return None
-        return value.strip()
-
-    def local_path(self, item: _Value, *, must_exist: bool) -> Path | None:
-        """A path relative to the job file's folder (C2), not to the current directory."""
-        value = self.text(item)
-        if value is None:
-            return None
-        if not value.strip():
-            self.problem(item, item.path, "must not be empty")
-            return None
-        path = self.resolve(value)
-        if must_exist and not path.is_file():
-            what = "not a file" if path.exists() else "file not found"
-            self.problem(item, item.path, f"{what}: {path}")
-            return None
-        return path
-
-    def resolve(self, value: str) -> Path:
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else self.file.parent / path
-
-
-def url_problem(value: str) -> str | None:
-    """Why ``value`` is not a usable http(s) URL, or None when it is."""
-    parsed = parse_http_url(value)
-    return parsed if isinstance(parsed, str) else None
-
-
-def parse_http_url(value: str) -> URL | str:
-    """The parsed URL, or why ``value`` is not a usable http(s) URL."""
-    try:
-        url = URL(value.strip())
-        host = url.raw_host
-    except (ValueError, TypeError) as exc:
-        return f"invalid URL {value!r}: {exc}"
-    if url.scheme not in ("http", "https"):
-        return f"URL must be http or https: {value!r}"
-    if not host:
-        return f"URL has no host: {value!r}"
-    if not _HOST_RE.match(host):
-        return f"URL has an invalid host {host!r}: {value!r}"
-    return url
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    kinds: dict[type, str] = {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        bytes: "binary data",
-        list: "a list",
-        dict: "a mapping",
-        set: "a set",
-        _Unreadable: "an unreadable value",
-    }
-    return kinds.get(type(value), type(value).__name__)
-
-
-def _node_kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if node.tag == "tag:yaml.org,2002:null":
-        return "null"
-    return "a scalar"
-
-
-def _close_match(key: str, allowed: tuple[str, ...]) -> str:
-    import difflib
-
-    match = difflib.get_close_matches(key, allowed, n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
 # --- request keys ----------------------------------------------------------------------------
 
 
@@ -460,16 +100,16 @@ def _as_written(node: yaml.Node | None, value: Any) -> str | None:
     return _scalar_text(value)
 
 
-def _pairs(r: _Reader, item: _Value) -> tuple[tuple[str, str], ...] | None:
+def _pairs(r: Reader, item: Value) -> tuple[tuple[str, str], ...] | None:
     """params/form: a mapping whose values are scalars or lists of scalars."""
     if not isinstance(item.node, yaml.MappingNode):
-        r.problem(item, item.path, f"must be a mapping, not {_kind(r.construct(item).value)}")
+        r.problem(item, item.path, f"must be a mapping, not {kind_of(r.construct(item).value)}")
         return None
     pairs: list[tuple[str, str]] = []
     ok = True
-    for key_node, value_node in _entries(item.node):
+    for key_node, value_node in entries(item.node):
         key = str(key_node.value)
-        one = r.construct(_Value(value_node, _child(item.path, key), None))
+        one = r.construct(Value(value_node, child_path(item.path, key), None))
         values = one.value if isinstance(one.value, list) else [one.value]
         nodes = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
         if len(nodes) != len(values):
@@ -483,7 +123,7 @@ def _pairs(r: _Reader, item: _Value) -> tuple[tuple[str, str], ...] | None:
     return tuple(pairs) if ok else None
 
 
-def _headers(r: _Reader, item: _Value) -> tuple[dict[str, str], set[str]] | None:
+def _headers(r: Reader, item: Value) -> tuple[dict[str, str], set[str]] | None:
     if not isinstance(item.node, yaml.MappingNode):
         r.problem(item, item.path, "must be a mapping of header to string")
         return None
@@ -491,9 +131,9 @@ def _headers(r: _Reader, item: _Value) -> tuple[dict[str, str], set[str]] | None
     secret: set[str] = set()
     first: dict[str, int] = {}
     ok = True
-    for key_node, value_node in _entries(item.node):
+    for key_node, value_node in entries(item.node):
         name = str(key_node.value)
-        path = _child(item.path, name)
+        path = child_path(item.path, name)
         if not _HEADER_NAME_RE.match(name):
             r.problem(key_node, path, "not a valid header name")
             ok = False
@@ -506,10 +146,10 @@ def _headers(r: _Reader, item: _Value) -> tuple[dict[str, str], set[str]] | None
             ok = False
             continue
         first[name.lower()] = line
-        one = r.construct(_Value(value_node, path, None))
+        one = r.construct(Value(value_node, path, None))
         text = _scalar_text(one.value)
         if text is None:
-            r.problem(one, one.path, f"must be a string, not {_kind(one.value)}")
+            r.problem(one, one.path, f"must be a string, not {kind_of(one.value)}")
             ok = False
             continue
         if any((c < " " and c != "\t") or c == "\x7f" for c in text):
@@ -522,14 +162,14 @@ def _headers(r: _Reader, item: _Value) -> tuple[dict[str, str], set[str]] | None
     return (headers, secret) if ok else None
 
 
-def _timeout(r: _Reader, item: _Value) -> dict[str, float | None] | None:
+def _timeout(r: Reader, item: Value) -> dict[str, float | None] | None:
     if isinstance(item.node, yaml.ScalarNode):  # `timeout: 30` is shorthand for total
         return {"total": r.number(item, allow_off=True)}
     fields = r.mapping(item.node, item.path, TIMEOUT_FIELDS)
     return {name: r.number(value, allow_off=True) for name, value in fields.items()}
 
 
-def _filename(r: _Reader, item: _Value) -> str | None:
+def _filename(r: Reader, item: Value) -> str | None:
     value = r.text(item)
     if value is None:
         return None
@@ -554,7 +194,7 @@ def _filename(r: _Reader, item: _Value) -> str | None:
     return value
 
 
-def _json_body(r: _Reader, item: _Value) -> Any:
+def _json_body(r: Reader, item: Value) -> Any:
     value = r.construct(item).value
     try:
         json.dumps(value, allow_nan=False)
@@ -563,7 +203,7 @@ def _json_body(r: _Reader, item: _Value) -> Any:
     return value
 
 
-def _encoding(r: _Reader, item: _Value) -> str | None:
+def _encoding(r: Reader, item: Value) -> str | None:
     value = r.text(item)
     if value is None:
         return None
@@ -577,7 +217,7 @@ def _encoding(r: _Reader, item: _Value) -> str | None:
     return info.name
 
 
-def _method(r: _Reader, item: _Value) -> str | None:
+def _method(r: Reader, item: Value) -> str | None:
     text = r.text(item)
     if text is None:
         return None
@@ -587,7 +227,7 @@ def _method(r: _Reader, item: _Value) -> str | None:
     return text.upper()
 
 
-def _save(r: _Reader, item: _Value) -> str | None:
+def _save(r: Reader, item: Value) -> str | None:
     value = r.text(item)
     if value is not None and value not in SAVE_MODES:
         r.problem(item, item.path, f"must be one of {', '.join(SAVE_MODES)}, not {value!r}")
@@ -595,25 +235,25 @@ def _save(r: _Reader, item: _Value) -> str | None:
     return value
 
 
-def _proxy(r: _Reader, item: _Value) -> str | None:
+def _proxy(r: Reader, item: Value) -> str | None:
     text = r.text(item)
     return None if text is None else r.http_url(item, text, item.path)
 
 
-def _verify(r: _Reader, item: _Value) -> bool | Path | None:
+def _verify(r: Reader, item: Value) -> bool | Path | None:
     value = r.construct(item).value
     if isinstance(value, bool):
         return value
     if isinstance(value, str):
         return r.local_path(item, must_exist=True)
-    r.problem(item, item.path, f"must be true, false or a CA bundle's path, not {_kind(value)}")
+    r.problem(item, item.path, f"must be true, false or a CA bundle's path, not {kind_of(value)}")
     return None
 
 
-def _request_keys(r: _Reader, fields: dict[str, _Value]) -> dict[str, Any]:
+def _request_keys(r: Reader, fields: dict[str, Value]) -> dict[str, Any]:
     """Validate the request keys present in ``fields`` into plain values (absent = unset)."""
     out: dict[str, Any] = {}
-    checks: dict[str, Callable[[_Value], Any]] = {
+    checks: dict[str, Callable[[Value], Any]] = {
         "method": lambda v: _method(r, v),
         "params": lambda v: _pairs(r, v),
         "form": lambda v: _pairs(r, v),
@@ -641,7 +281,7 @@ def _request_keys(r: _Reader, fields: dict[str, _Value]) -> dict[str, Any]:
     return out
 
 
-def _line_of(fields: dict[str, _Value]) -> Callable[[str], tuple[int, int]]:
+def _line_of(fields: dict[str, Value]) -> Callable[[str], tuple[int, int]]:
     """Sort key: where a field is written (line, column), to report the later of two."""
 
     def where(key: str) -> tuple[int, int]:
@@ -651,7 +291,7 @@ def _line_of(fields: dict[str, _Value]) -> Callable[[str], tuple[int, int]]:
     return where
 
 
-def _follow(r: _Reader, item: _Value) -> FollowSpec | None:
+def _follow(r: Reader, item: Value) -> FollowSpec | None:
     fields = r.mapping(item.node, item.path, _FOLLOW_KEYS)
     values: dict[str, Any] = {}
     for key, value in fields.items():
@@ -695,10 +335,10 @@ def load_job_file(path: str | os.PathLike[str], environ: dict[str, str] | None =
         raise ConfigError([Problem(shown, 1, "", "job file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(shown, 1, "", f"cannot read job file: {exc}")]) from None
-    r = _Reader(file, dict(os.environ) if environ is None else environ)
+    r = Reader(file, dict(os.environ) if environ is None else environ)
     r.shown = shown
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = yaml.compose(text, Loader=Loader)
     except yaml.YAMLError as exc:
         line, message = _yaml_error(exc, text)
         raise ConfigError([Problem(shown, line, "", f"not valid YAML: {message}")]) from None
@@ -737,7 +377,7 @@ def _yaml_error(exc: yaml.YAMLError, text: str) -> tuple[int, str]:
     return line, str(problem)
 
 
-def _job_file(r: _Reader, root: yaml.Node, top: dict[str, _Value]) -> JobFile | None:
+def _job_file(r: Reader, root: yaml.Node, top: dict[str, Value]) -> JobFile | None:
     if "version" in top:
         version = r.construct(top["version"]).value
         if isinstance(version, bool) or version != 1:
@@ -799,7 +439,7 @@ class _JobName:
         return [self.name, f"{self.name}.jsonl"] if self.jsonl else [self.name]
 
 
-def _check_job_names(r: _Reader, names: list[_JobName]) -> None:
+def _check_job_names(r: Reader, names: list[_JobName]) -> None:
     """Job names are unique ignoring case (folders on macOS and Windows), and no two jobs, nor
     a job and crawler itself, write the same name in OUT."""
     taken: dict[str, str] = dict(_OUT_RESERVED)
@@ -821,7 +461,7 @@ def _check_job_names(r: _Reader, names: list[_JobName]) -> None:
 
 
 def _job(
-    r: _Reader, node: yaml.Node, index: int, base: RequestDefaults
+    r: Reader, node: yaml.Node, index: int, base: RequestDefaults
 ) -> tuple[_JobName | None, JobSpec | None]:
     path = f"jobs[{index}]"
     fields = r.mapping(node, path, _JOB_ONLY_KEYS + _REQUEST_KEYS)
@@ -859,7 +499,7 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
-def _source(r: _Reader, node: yaml.Node, path: str, fields: dict[str, _Value]) -> UrlSource | None:
+def _source(r: Reader, node: yaml.Node, path: str, fields: dict[str, Value]) -> UrlSource | None:
     given = sorted((k for k in ("url", "urls", "urls_file") if k in fields), key=_line_of(fields))
     if not given:
         r.problem(node, path, "needs one of url, urls, urls_file")
@@ -883,9 +523,9 @@ def _source(r: _Reader, node: yaml.Node, path: str, fields: dict[str, _Value]) -
         urls: list[str] = []
         items = item.node.value if isinstance(item.node, yaml.SequenceNode) else []
         for i, one in enumerate(value):
-            where = _Value(items[i], f"{item.path}[{i}]", one) if i < len(items) else item
+            where = Value(items[i], f"{item.path}[{i}]", one) if i < len(items) else item
             if not isinstance(one, str):
-                r.problem(where, where.path, f"must be a URL string, not {_kind(one)}")
+                r.problem(where, where.path, f"must be a URL string, not {kind_of(one)}")
             elif (checked := r.http_url(where, one, where.path)) is not None:
                 urls.append(checked)
         return UrlSource(urls=tuple(urls)) if len(urls) == len(value) else None

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from yarl import URL
 
-from .config import parse_http_url
 from .spec import JobSpec
+from .urls import parse_http_url
 
 
 @dataclass(slots=True)

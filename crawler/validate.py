@@ -3,10 +3,10 @@ streamed, reported as FILE:LINE like job file problems."""
 
 from __future__ import annotations
 
-from .config import url_problem
 from .errors import Problem
 from .expand import iter_urls_file
 from .spec import JobFile
+from .urls import url_problem
 
 MAX_REPORTED = 100  # per file: past this, a count
 
