@@ -91,3 +91,40 @@ async def crawler_cli(
         raise
     assert proc.returncode is not None
     return Done(proc.returncode, out.decode(), err.decode())
+
+
+Route = tuple[bytes, dict[str, str]]
+
+
+@pytest.fixture
+async def serve(aiohttp_server: Any):
+    """serve({name: (body, headers)}) -> base URL; GET or HEAD base + name answers with
+    exactly that body and those headers (nothing compressed, no charset added)."""
+    from aiohttp import web
+
+    async def start(routes: dict[str, Route]) -> str:
+        async def handler(request: web.Request) -> web.Response:
+            body, headers = routes[request.match_info["name"]]
+            return web.Response(body=body, headers=headers)
+
+        app = web.Application()
+        app.router.add_get("/r/{name}", handler)  # HEAD too
+        server = await aiohttp_server(app)
+        return str(server.make_url("/r/"))
+
+    return start
+
+
+async def crawl(
+    tmp_path: Path, write_job: Any, jobs: list[dict[str, Any]]
+) -> tuple[dict[str, Any], Path, dict[str, dict[str, Any]]]:
+    """Run ``jobs`` once (no retries); returns (summary, OUT, manifest records by URL)."""
+    for job in jobs:
+        job.setdefault("retries", 0)
+    path = write_job(json.dumps({"version": 1, "jobs": jobs}))
+    out = tmp_path / "out"
+    summary = await run_job(path, out=out)
+    records = read_manifest(out)
+    by_url = {r["url"]: r for r in records}
+    assert len(by_url) == len(records)
+    return summary, out, by_url

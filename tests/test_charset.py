@@ -4,16 +4,14 @@ disk. Every body comes from a real local server with exactly the headers given h
 from __future__ import annotations
 
 import codecs
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from crawler import charset
 
-from .conftest import read_manifest, run_job
+from .conftest import Route, crawl
 
 # Paragraph-length text in each language, as a page would carry it.
 ZH = (
@@ -67,47 +65,12 @@ LANGUAGES = {
     "latin-1-de": DE,
 }
 
-Route = tuple[bytes, dict[str, str]]
-
 
 def page(text: str, head: str = "") -> str:
     return (
         f"<!DOCTYPE html><html><head>{head}<title>Page</title></head>"
         f"<body><h1>News</h1><p>{text}</p></body></html>"
     )
-
-
-@pytest.fixture
-async def serve(aiohttp_server: Any):
-    """serve({name: (body, headers)}) -> base URL; GET base + name answers with exactly that
-    body and those headers (no charset is added)."""
-
-    async def start(routes: dict[str, Route]) -> str:
-        async def handler(request: web.Request) -> web.Response:
-            body, headers = routes[request.match_info["name"]]
-            return web.Response(body=body, headers=headers)
-
-        app = web.Application()
-        app.router.add_get("/r/{name}", handler)
-        server = await aiohttp_server(app)
-        return str(server.make_url("/r/"))
-
-    return start
-
-
-async def crawl(
-    tmp_path: Path, write_job: Any, jobs: list[dict[str, Any]]
-) -> tuple[dict[str, Any], Path, dict[str, dict[str, Any]]]:
-    """Run ``jobs`` once; returns (summary, OUT, manifest records by URL)."""
-    for job in jobs:
-        job.setdefault("retries", 0)
-    path = write_job(json.dumps({"version": 1, "jobs": jobs}))
-    out = tmp_path / "out"
-    summary = await run_job(path, out=out)
-    records = read_manifest(out)
-    by_url = {r["url"]: r for r in records}
-    assert len(by_url) == len(records)
-    return summary, out, by_url
 
 
 def saved_text(out: Path, record: dict[str, Any]) -> str:

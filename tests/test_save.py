@@ -14,49 +14,13 @@ from typing import Any
 
 import brotli
 import pytest
-from aiohttp import web
 
-from .conftest import read_manifest, run_job
+from .conftest import Route, crawl, run_job
 from .servers import start_raw_server
-
-Route = tuple[bytes, dict[str, str]]
 
 # Binary-looking bytes with every byte value, long enough to be streamed in chunks.
 PAYLOAD = bytes(range(256)) * 64 + "tail: façade ☃".encode()
 DATA = {"name": "Zoë", "city": "東京", "list": [1, 2.5, None, True], "nested": {"k": "☃"}}
-
-
-@pytest.fixture
-async def serve(aiohttp_server: Any):
-    """serve({name: (body, headers)}) -> base URL; GET or HEAD base + name answers with
-    exactly that body and those headers (nothing compressed or added by the server)."""
-
-    async def start(routes: dict[str, Route]) -> str:
-        async def handler(request: web.Request) -> web.Response:
-            body, headers = routes[request.match_info["name"]]
-            return web.Response(body=body, headers=headers)
-
-        app = web.Application()
-        app.router.add_get("/r/{name}", handler)  # HEAD too
-        server = await aiohttp_server(app)
-        return str(server.make_url("/r/"))
-
-    return start
-
-
-async def crawl(
-    tmp_path: Path, write_job: Any, jobs: list[dict[str, Any]]
-) -> tuple[dict[str, Any], Path, dict[str, dict[str, Any]]]:
-    """Run ``jobs`` once; returns (summary, OUT, manifest records by URL)."""
-    for job in jobs:
-        job.setdefault("retries", 0)
-    path = write_job(json.dumps({"version": 1, "jobs": jobs}))
-    out = tmp_path / "out"
-    summary = await run_job(path, out=out)
-    records = read_manifest(out)
-    by_url = {r["url"]: r for r in records}
-    assert len(by_url) == len(records)
-    return summary, out, by_url
 
 
 def check_file(out: Path, record: dict[str, Any]) -> bytes:
