@@ -395,7 +395,7 @@ def _job_file(r: Reader, root: yaml.Node, top: dict[str, Value]) -> JobFile | No
     if "defaults" in top:
         fields = r.mapping(top["defaults"].node, "defaults", _REQUEST_KEYS)
         defaults = _request_keys(r, fields)
-    base = RequestDefaults.build(defaults)
+    base = RequestDefaults(defaults)
 
     jobs: list[JobSpec] = []
     if "jobs" not in top:

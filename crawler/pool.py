@@ -64,7 +64,6 @@ class Pool:
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
-        self.started = 0
         self.error: Exception | None = None  # a bug in run_one: stops the pool, re-raised
 
     # --- public ----------------------------------------------------------------------------
@@ -203,7 +202,6 @@ class Pool:
         del self._hosts[name]
 
     def _start(self, task: FetchTask, name: str, host: _Host) -> None:
-        self.started += 1
         running = asyncio.create_task(self._run(task, name, host))
         self._inflight.add(running)
         running.add_done_callback(self._finished)

@@ -128,10 +128,6 @@ class RequestDefaults:
 
     values: dict[str, Any]
 
-    @classmethod
-    def build(cls, values: dict[str, Any]) -> RequestDefaults:
-        return cls(values)
-
     def job(
         self,
         *,

@@ -232,18 +232,6 @@ async def test_headers_from_defaults_and_job_both_arrive(site, write_job, tmp_pa
     assert "x-job" not in headers
 
 
-async def test_default_user_agent_names_crawler(site, write_job, tmp_path):
-    job = write_job(f"""
-        version: 1
-        jobs:
-          - name: ua
-            url: {site.url}/echo
-    """)
-    assert (await run_job(job))["exit_code"] == 0
-    [request] = seen_for(site, "GET", "/echo")
-    assert request["headers"]["User-Agent"].startswith("crawler/")
-
-
 # --- timeouts ------------------------------------------------------------------------------
 
 
