@@ -5,6 +5,7 @@ and are cleared when a run starts; nothing partial is ever left in a job folder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import functools
@@ -50,6 +51,11 @@ class Storage:
         self._counter = itertools.count()
         self._made_dirs: set[Path] = set()
         self._jsonl: dict[str, int] = {}
+        # write_bytes runs once per small file: it works on plain strings, since building
+        # Path objects there cost about a third of the write (measured on tmpfs).
+        self._out_prefix = f"{out}{os.sep}"
+        self._temp_prefix = f"{self.tmp}{os.sep}{os.getpid()}-"
+        self._made_folders: set[str] = set()
 
     def prepare(self) -> None:
         """Create the folders and drop temp files an interrupted run left behind."""
@@ -60,7 +66,10 @@ class Storage:
             raise local_error(exc, self.tmp) from exc
 
     def temp_path(self) -> Path:
-        return self.tmp / f"{os.getpid()}-{next(self._counter)}.part"
+        return Path(self._temp_name())
+
+    def _temp_name(self) -> str:
+        return f"{self._temp_prefix}{next(self._counter)}.part"
 
     def _parent(self, final: Path) -> None:
         parent = final.parent
@@ -71,10 +80,13 @@ class Storage:
     def write_bytes(self, rel: str, data: bytes) -> str:
         """Write ``data`` to OUT/rel atomically; returns its sha256. Blocking: run it in an
         executor. Raises LocalError when the disk or folder refuses."""
-        final = self.out / rel
-        temp = self.temp_path()
+        final = self._out_prefix + rel
+        temp = self._temp_name()
         try:
-            self._parent(final)
+            folder = os.path.dirname(final)
+            if folder not in self._made_folders:
+                os.makedirs(folder, exist_ok=True)
+                self._made_folders.add(folder)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 view = memoryview(data)
@@ -84,7 +96,8 @@ class Storage:
                 os.close(fd)
             os.replace(temp, final)
         except OSError as exc:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
             if exc.errno in _LOCAL_ERRNOS:
                 raise local_error(exc, final) from exc
             raise
