@@ -6,9 +6,9 @@ fast enough that it is not what a benchmark measures.
 Keep-alive, GET and HEAD; every response may be held back ``--delay`` seconds (the latency
 scenario). Small files are read once and kept in memory with their headers; files above
 1 MiB are streamed with flow control. Two control paths, neither counted nor delayed:
-``/__stats`` answers ``{"first": <time.monotonic() of the first request>, "count": N}`` and
-``/__reset`` forgets both. time.monotonic() is CLOCK_MONOTONIC, the same clock in every
-process, so the bench can compare it with its own.
+``/__stats`` answers ``{"first": <time.monotonic() of the first request>, "last": <of the
+last small response sent>, "count": N}`` and ``/__reset`` forgets them. time.monotonic() is
+CLOCK_MONOTONIC, the same clock in every process, so the bench can compare it with its own.
 """
 
 from __future__ import annotations
@@ -51,14 +51,15 @@ class Site:
         self.delay = delay
         self.cache: dict[bytes, tuple[bytes, bytes]] = {}
         self.first: float | None = None
+        self.last: float | None = None
         self.count = 0
 
     def control(self, path: bytes) -> bytes | None:
         if path == b"/__reset":
-            self.first, self.count = None, 0
+            self.first, self.last, self.count = None, None, 0
         elif path != b"/__stats":
             return None
-        body = json.dumps({"first": self.first, "count": self.count}).encode()
+        body = json.dumps({"first": self.first, "last": self.last, "count": self.count}).encode()
         return header(b"200 OK", len(body), b"application/json") + body
 
     def lookup(self, path: bytes) -> tuple[bytes, bytes] | tuple[bytes, Path]:
@@ -151,6 +152,7 @@ class HttpProtocol(asyncio.Protocol):
             asyncio.get_running_loop().create_task(self.stream(head, body, send_body, keep))
             return
         self.transport.write(head + body if send_body else head)
+        self.site.last = time.monotonic()
         self.done(keep)
 
     async def stream(self, head: bytes, file: Path, send_body: bool, keep: bool) -> None:

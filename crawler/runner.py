@@ -214,6 +214,7 @@ class Run:
     async def _flush(self) -> None:
         """Commit the finished requests so far, once their files and manifest lines are on
         disk: a state row then survives a power loss as surely as the file it stands for."""
+        self.manifest.write()
         batch = self.state.seal(self.manifest.offset)
         if batch.done or batch.validators:
             try:
@@ -335,7 +336,8 @@ class Run:
             depth=task.depth,
             referrer=task.referrer,
         )
-        self.manifest.append(record)
+        if self.manifest.append(record):
+            asyncio.get_running_loop().call_soon(self._write_manifest)
         self.state.add_done(DoneRow(task.key, ok, saved.kind, status, saved.bytes, task.attempts))
         self.finished_now += 1
         self.stats.add_record(record)
@@ -359,6 +361,13 @@ class Run:
             )
         if self.on_finished is not None:
             self.on_finished(record)
+
+    def _write_manifest(self) -> None:
+        """The manifest lines of the requests that finished in this round of the loop."""
+        try:
+            self.manifest.write()
+        except LocalError as exc:
+            self._abort(exc)
 
     # --- stopping --------------------------------------------------------------------------
 

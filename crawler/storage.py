@@ -123,7 +123,7 @@ class Storage:
         return known
 
     def append_line(self, rel: str, line: bytes) -> None:
-        """Append one whole line to OUT/rel with a single write (O_APPEND), so a crash leaves
+        """Append whole lines to OUT/rel with a single write (O_APPEND), so a crash leaves
         whole lines only."""
         fd = self._jsonl.get(rel)
         try:
