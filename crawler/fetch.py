@@ -12,6 +12,7 @@ import ssl
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -261,6 +262,10 @@ async def _read_body(
     pending = 0  # bytes in chunks
     size = 0
     out: AsyncBufferedIOBase | None = None
+    # A spilled body's writes and its close run in one thread of their own, in order: were
+    # the read cancelled mid-write, the close cannot overtake the write (and free the file
+    # descriptor for reuse while the write still holds its number).
+    writer: ThreadPoolExecutor | None = None
     unwatch = _fail_body_on_parse_error(response)
     try:
         # iter_any hands over what arrived without copying it into fixed-size pieces.
@@ -274,26 +279,30 @@ async def _read_body(
                 if out is None and size > SPILL_BYTES:
                     result.spill = spill_path()
                     result.spill_sha256 = hashlib.sha256()
+                    writer = ThreadPoolExecutor(1, thread_name_prefix="crawler-spill")
                     try:
-                        out = await aiofiles.open(result.spill, "wb")
+                        out = await aiofiles.open(result.spill, "wb", executor=writer)
                     except OSError as exc:
                         raise local_error(exc, result.spill) from exc
                 if out is not None and pending >= _SPILL_WRITE:
-                    await _spill_write(out, chunks, result)
+                    await _spill_write(out, writer, chunks, result)
                     chunks.clear()
                     pending = 0
         if decoder is not None:
             decoder.finish()
         if out is not None and chunks:
-            await _spill_write(out, chunks, result)
+            await _spill_write(out, writer, chunks, result)
             chunks.clear()
     finally:
         unwatch()
-        if out is not None:
-            try:
+        try:
+            if out is not None:
                 await out.close()
-            except OSError as exc:
-                raise local_error(exc, result.spill or "a temp file") from exc
+        except OSError as exc:
+            raise local_error(exc, result.spill or "a temp file") from exc
+        finally:
+            if writer is not None:
+                writer.shutdown(wait=False)
     result.size = size
     if result.spill is None:
         result.body = b"".join(chunks)
@@ -340,20 +349,25 @@ def _seen(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-async def _spill_write(out: AsyncBufferedIOBase, chunks: list[bytes], result: Attempt) -> None:
-    # Hashed as it streams, so the saved file need not be read back (a 1 GiB body). The
-    # chunks (64 to 128 KiB as they arrive) go to the file in one writev call: not joined
+async def _spill_write(
+    out: AsyncBufferedIOBase, writer: Executor | None, chunks: list[bytes], result: Attempt
+) -> None:
+    # The chunks (64 to 128 KiB as they arrive) go to the file in one writev call: not joined
     # first (a copy of every byte), nor written one by one (aiofiles' writelines: a system
     # call per chunk). Nothing is written through ``out``'s own buffer, so it is always empty.
-    for chunk in chunks:
-        result.spill_sha256.update(chunk)
+    # They are hashed there too, so the saved file need not be read back: hashlib lets go of
+    # the GIL on large inputs, so with a second CPU the hash no longer slows the download.
     try:
-        await asyncio.get_running_loop().run_in_executor(None, _write_all, out.fileno(), chunks)
+        await asyncio.get_running_loop().run_in_executor(
+            writer, _hash_and_write, out.fileno(), chunks, result.spill_sha256
+        )
     except OSError as exc:
         raise local_error(exc, result.spill or "a temp file") from exc
 
 
-def _write_all(fd: int, chunks: list[bytes]) -> None:
+def _hash_and_write(fd: int, chunks: list[bytes], digest: Any) -> None:
+    for chunk in chunks:
+        digest.update(chunk)
     views = [memoryview(chunk) for chunk in chunks]
     while views:
         written = os.writev(fd, views[:_IOV_MAX])
