@@ -13,7 +13,7 @@ import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,6 @@ class Attempt:
     size: int = 0
     kind: str | None = None
     message: str | None = None
-    redirects: list[str] = field(default_factory=list)
 
     @property
     def content_type(self) -> str | None:
