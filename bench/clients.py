@@ -108,6 +108,27 @@ def plain_command(client: Client, batch: Batch) -> list[str]:
     return [sys.executable, script, str(pairs), *options]
 
 
+# --- the floor: aiohttp at its cheapest, writing nothing ---------------------------------------
+
+FLOOR = "aiohttp (no writes)"
+
+
+def floor_command(client: Client, batch: Batch) -> list[str]:
+    pairs = batch.work / "pairs.tsv"
+    pairs.write_text("".join(f"{url}\t-\n" for url in batch.urls))
+    script = str(BENCH / "aiohttp_floor.py")
+    report = str(floor_report(batch))
+    return [sys.executable, script, str(pairs), report, "--concurrency", str(batch.concurrency)]
+
+
+def floor_report(batch: Batch) -> Path:
+    return batch.work / "floor-lengths.json"
+
+
+def no_outputs(batch: Batch) -> dict[str, Path]:
+    return {}
+
+
 # --- curl, wget2, aria2c -------------------------------------------------------------------
 
 
@@ -173,6 +194,7 @@ def all_clients() -> dict[str, Client]:
         "plain aiohttp": Client(
             "plain aiohttp", sys.executable, plain_command, _by_rel, ("bytes", "text", "json")
         ),
+        FLOOR: Client(FLOOR, sys.executable, floor_command, no_outputs),
         "curl": Client("curl", shutil.which("curl"), curl_command, _by_rel),
         "wget2": Client("wget2", shutil.which("wget2"), wget2_command, _by_rel),
         "aria2c": Client("aria2c", shutil.which("aria2c"), aria2c_command, _by_rel),

@@ -35,6 +35,7 @@ The report is printed and written to bench/results/latest.md.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -50,7 +51,7 @@ from pathlib import Path
 import bodies
 import measure
 import report
-from clients import Batch, Client, all_clients, crawler_outputs, versions
+from clients import FLOOR, Batch, Client, all_clients, crawler_outputs, floor_report, versions
 from measure import Sample, median
 from report import fmt, say
 from servers import Server, nginx_version, start_raw, start_static
@@ -61,7 +62,7 @@ SCENARIOS = "abcde"
 RUN_TIMEOUT_S = 1800.0
 LATENCY_S = 0.05
 SETTLED_US = 150  # creating a small file should take ~30 µs; 10x that means a slow spell
-THROUGHPUT_CLIENTS = ("crawler", "plain aiohttp", "curl", "wget2", "aria2c")
+THROUGHPUT_CLIENTS = ("crawler", "plain aiohttp", FLOOR, "curl", "wget2", "aria2c")
 
 
 @dataclass
@@ -208,6 +209,8 @@ class Bench:
 
     def check_small(self, case: Case, batch: Batch) -> str | None:
         expected = {url: self.www / rel for url, rel in zip(batch.urls, batch.rels, strict=True)}
+        if case.client.name == FLOOR:
+            return check_lengths(expected, floor_report(batch))
         written = case.client.outputs(batch)
         if case.client.name == "crawler" and (lines := manifest_lines(batch)) != len(batch.urls):
             return f"{lines} manifest lines for {len(batch.urls)} URLs"
@@ -291,6 +294,7 @@ class Bench:
             self.case(["a", place], client, urls, root, conc)
             for place, root in outputs
             for client in clients
+            if place == "disk" or client.name != FLOOR  # it writes nothing anywhere
         ]
         self.run_cases("a", cases, server)
         rows = [[c.label[1], c.client.name, *self.throughput_row(c, count)] for c in cases]
@@ -547,6 +551,16 @@ def python_name() -> str:
         return os.path.relpath(sys.executable)
     except ValueError:
         return sys.executable
+
+
+def check_lengths(expected: dict[str, Path], report: Path) -> str | None:
+    """The floor client keeps no files: check that every URL came back whole (its length)."""
+    try:
+        lengths = json.loads(report.read_text())
+    except (OSError, ValueError) as exc:
+        return f"no report: {exc}"
+    wrong = [url for url, source in expected.items() if lengths.get(url) != source.stat().st_size]
+    return f"{len(wrong)} of {len(expected)} wrong ({wrong[0]})" if wrong else None
 
 
 def wait_first(server: Server, proc: subprocess.Popen[bytes], limit_s: float) -> float | None:

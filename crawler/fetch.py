@@ -354,8 +354,8 @@ async def _spill_write(
     # The chunks (64 to 128 KiB as they arrive) go to the file in one writev call: not joined
     # first (a copy of every byte), nor written one by one (aiofiles' writelines: a system
     # call per chunk). Nothing is written through ``out``'s own buffer, so it is always empty.
-    # They are hashed there too, so the saved file need not be read back: hashlib lets go of
-    # the GIL on large inputs, so with a second CPU the hash no longer slows the download.
+    # They are hashed there too, so the saved file need not be read back (hashlib lets go of
+    # the GIL on large inputs, so the event loop goes on meanwhile).
     try:
         await asyncio.get_running_loop().run_in_executor(
             writer, _hash_and_write, out.fileno(), chunks, result.spill_sha256
