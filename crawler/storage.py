@@ -49,7 +49,6 @@ class Storage:
         self.out = out
         self.tmp = out / ".crawler" / "tmp"
         self._counter = itertools.count()
-        self._made_dirs: set[Path] = set()
         self._jsonl: dict[str, int] = {}
         # write_bytes runs once per small file: it works on plain strings, since building
         # Path objects there cost about a third of the write (measured on tmpfs).
@@ -71,11 +70,12 @@ class Storage:
     def _temp_name(self) -> str:
         return f"{self._temp_prefix}{next(self._counter)}.part"
 
-    def _parent(self, final: Path) -> None:
-        parent = final.parent
-        if parent not in self._made_dirs:
-            parent.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(parent)
+    def _parent(self, final: Path | str) -> None:
+        """Make the folder ``final`` goes in, once per run."""
+        folder = os.path.dirname(final)
+        if folder not in self._made_folders:
+            os.makedirs(folder, exist_ok=True)
+            self._made_folders.add(folder)
 
     def write_bytes(self, rel: str, data: bytes) -> str:
         """Write ``data`` to OUT/rel atomically; returns its sha256. Blocking: run it in an
@@ -83,10 +83,7 @@ class Storage:
         final = self._out_prefix + rel
         temp = self._temp_name()
         try:
-            folder = os.path.dirname(final)
-            if folder not in self._made_folders:
-                os.makedirs(folder, exist_ok=True)
-                self._made_folders.add(folder)
+            self._parent(final)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 view = memoryview(data)
