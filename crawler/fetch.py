@@ -37,6 +37,7 @@ SPILL_BYTES = 8 * 1024 * 1024
 _CHUNK = 256 * 1024
 # A spilled body goes to its temp file in writes of about this size: one executor trip each.
 _SPILL_WRITE = 1024 * 1024
+# The most buffers one writev call takes (1024 on Linux).
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 # The codings crawler undoes itself (C5), and so the only ones it asks for.
 ACCEPT_ENCODING = "gzip, deflate, br"
