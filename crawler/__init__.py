@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .config import load_job_file
+from ._version import __version__
+from .config.jobfile import load_job_file
 from .errors import ConfigError, CrawlerError, LocalError, OutputBusyError
 
 __all__ = [

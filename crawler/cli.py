@@ -12,25 +12,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, eventloop
-from .config import load_job_file
-from .dryrun import print_dry_run
+from . import eventloop, exitcodes
+from ._version import __version__
+from .config.jobfile import load_job_file
+from .config.spec import JobFile
 from .errors import ConfigError, LocalError, OutputBusyError
 from .logs import setup_logging, summary_json
-from .manifest import utc_now
-from .metrics import write_metrics
-from .report import ReportError, write_report
-from .runner import Run, RunOptions
-from .spec import JobFile
-from .summary import summary_line
-from .validate import check_urls_files
+from .output.manifest import utc_now
+from .report.metrics import write_metrics
+from .report.report import ReportError, write_report
+from .report.summary import summary_line
+from .run.runner import Run, RunOptions
+from .tasks.dryrun import print_dry_run
+from .tasks.validate import check_urls_files
 
 if TYPE_CHECKING:  # the live display (and rich) load only when it is shown
     from .progress import Progress
 
 log = logging.getLogger("crawler")
-
-EXIT_USAGE, EXIT_BUSY, EXIT_LOCAL = 2, 3, 4
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,18 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, started_at)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     except ReportError as exc:
         print(f"crawler: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     except OutputBusyError as exc:
         print(f"crawler: {exc}", file=sys.stderr)
-        return EXIT_BUSY
+        return exitcodes.BUSY
     except LocalError as exc:
         print(f"crawler: {exc}", file=sys.stderr)
         if args.command == "run" and args.metrics is not None:
-            _metrics(args, {"started_at": started_at, "finished_at": utc_now()}, EXIT_LOCAL)
-        return EXIT_LOCAL
+            _metrics(args, {"started_at": started_at, "finished_at": utc_now()}, exitcodes.LOCAL)
+        return exitcodes.LOCAL
     except BrokenPipeError:
         # `crawler run --dry-run | head`: the reader left; that is not an error.
         with contextlib.suppress(OSError):
@@ -139,12 +138,12 @@ def _run(args: argparse.Namespace, started_at: str) -> int:
     """`crawler run`: dry run, or the run, its summary line and --metrics."""
     if args.metrics is not None and not args.metrics.absolute().parent.is_dir():
         print(f"crawler: --metrics: no folder {args.metrics.parent}", file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     try:
         job_file = load_job_file(args.job)
     except ConfigError:
         if args.metrics is not None and not args.dry_run:
-            _metrics(args, {"started_at": started_at, "finished_at": utc_now()}, EXIT_USAGE)
+            _metrics(args, {"started_at": started_at, "finished_at": utc_now()}, exitcodes.USAGE)
         raise
     if args.dry_run:
         print_dry_run(job_file, args.out)

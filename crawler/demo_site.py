@@ -11,10 +11,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .config import load_job_file
+from .config.jobfile import load_job_file
 from .progress import Progress
-from .runner import Run, RunOptions
-from .summary import summary_line
+from .report.summary import summary_line
+from .run.runner import Run, RunOptions
 
 DEMO_ENV = "CRAWLER_DEMO_URL"
 

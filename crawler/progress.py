@@ -22,11 +22,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .expand import iter_urls_file
+from .config.spec import JobSpec
 from .logs import routed_through
-from .manifest import Record
-from .spec import JobSpec
-from .summary import human_bytes
+from .output.manifest import Record
+from .report.summary import human_bytes
+from .tasks.expand import iter_urls_file
 
 REDRAWS_PER_S = 4
 # Requests per second are measured over this much recent time, so the rate and the ETA follow

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from crawler.config import load_job_file
-from crawler.runner import Run, RunOptions
+from crawler.config.jobfile import load_job_file
+from crawler.run.runner import Run, RunOptions
 
 from .servers import Seen, site_app
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crawler import charset
+from crawler.http import charset
 
 from .conftest import Route, crawl
 

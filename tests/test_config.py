@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from yarl import URL
 
-from crawler.config import load_job_file
+from crawler.config.jobfile import load_job_file
+from crawler.config.spec import USER_AGENT, JobFile, JobSpec
 from crawler.errors import ConfigError
-from crawler.expand import interleave
-from crawler.spec import USER_AGENT, JobFile, JobSpec
+from crawler.tasks.expand import interleave
 
 ROOT = Path(__file__).resolve().parent.parent
 U = "http://127.0.0.1:9"  # never fetched: these tests only load job files
@@ -736,7 +736,7 @@ def test_demo_job_names_its_missing_variable():
 
 def test_params_and_form_values_are_sent_as_written(write_job):
     """YAML 1.1 reads `yes` as true and `1.50` as 1.5; a query value is the text written."""
-    from crawler.config import load_job_file
+    from crawler.config.jobfile import load_job_file
 
     path = write_job("""
         version: 1

@@ -18,10 +18,10 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from crawler.links import Scope, canonical, page_links
-from crawler.robots import Fetched, agent_token, rules_from
-from crawler.sitemaps import gunzip, parse
-from crawler.spec import FollowSpec
+from crawler.config.spec import FollowSpec
+from crawler.crawl.links import Scope, canonical, page_links
+from crawler.crawl.robots import Fetched, agent_token, rules_from
+from crawler.crawl.sitemaps import gunzip, parse
 
 from .conftest import CRAWLER_BIN, read_manifest, run_job
 
@@ -654,8 +654,8 @@ def test_agent_token():
 
 
 def test_frontier_survives_reopening_and_skips_finished_rows(tmp_path):
-    from crawler.frontier import Frontier
-    from crawler.state import DoneRow, RunState
+    from crawler.state.frontier import Frontier
+    from crawler.state.sqlite import DoneRow, RunState
 
     state = RunState(tmp_path / "state.sqlite3")
     state.start_run("run-1", "2024-01-01T00:00:00Z")

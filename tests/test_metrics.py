@@ -8,7 +8,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from crawler.metrics import ERROR_KINDS, previous_timestamps, render_metrics
+from crawler.report.metrics import ERROR_KINDS, previous_timestamps, render_metrics
 
 from .conftest import crawler_cli
 

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from yarl import URL
 
-from crawler import naming
-from crawler.config import load_job_file
-from crawler.expand import FetchTask, expand_job
+from crawler.config.jobfile import load_job_file
+from crawler.tasks import naming
+from crawler.tasks.expand import FetchTask, expand_job
 
 from .conftest import CRAWLER_BIN, crawler_cli, read_manifest, run_job
 

@@ -4,7 +4,7 @@ names itself, RFC 7686)."""
 
 from __future__ import annotations
 
-from crawler import __version__
+from crawler._version import __version__
 
 from .conftest import read_manifest, run_job
 

@@ -19,10 +19,10 @@ import time
 import pytest
 from rich.console import Console
 
-from crawler.config import load_job_file
-from crawler.manifest import Record
+from crawler.config.jobfile import load_job_file
+from crawler.output.manifest import Record
 from crawler.progress import Progress, count_requests
-from crawler.runner import Run, RunOptions
+from crawler.run.runner import Run, RunOptions
 
 from .conftest import CRAWLER_BIN, crawler_cli, read_manifest, run_job
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from crawler import report_stats
-from crawler.manifest import Record
-from crawler.report_stats import LatencyHistogram, RunStats, host_of
-from crawler.report_svg import axis_ticks
-from crawler.summary import human_ms, summary_line
+from crawler.output.manifest import Record
+from crawler.report import stats as report_stats
+from crawler.report.stats import LatencyHistogram, RunStats, host_of
+from crawler.report.summary import human_ms, summary_line
+from crawler.report.svg import axis_ticks
 
 from .conftest import crawler_cli, read_manifest
 

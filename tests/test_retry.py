@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from crawler import retry
+from crawler.http import retry
 
 from .conftest import read_manifest, run_job
 from .servers import start_raw_server

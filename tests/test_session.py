@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-import crawler.runner
-from crawler import charset
-from crawler.session import build_session
+import crawler.run.runner
+from crawler.http import charset
+from crawler.http.session import build_session
 
 from .conftest import read_manifest, run_job
 
@@ -112,7 +112,7 @@ async def test_one_session_serves_every_job_of_a_run(site, write_job, tmp_path, 
         built.append(session)
         return session
 
-    monkeypatch.setattr(crawler.runner, "build_session", counting)
+    monkeypatch.setattr(crawler.run.runner, "build_session", counting)
     jobs = [
         {"name": f"j{i}", "urls": [f"{site.url}/text?words=job{i}-{n}" for n in range(3)]}
         for i in range(3)

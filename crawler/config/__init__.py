@@ -1,0 +1,1 @@
+"""Job file -> frozen specs: YAML read with lines kept, every key checked, defaults applied."""

@@ -1,0 +1,1 @@
+"""Crawl mode: a task source plus admit() and discover() hooks; links, robots.txt, sitemaps."""

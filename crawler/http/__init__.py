@@ -1,0 +1,1 @@
+"""One attempt on the wire: the session, the request and its body, content decoding."""

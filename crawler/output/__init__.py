@@ -1,0 +1,1 @@
+"""What lands on disk: layout, atomic storage, save-mode sinks, the manifest."""

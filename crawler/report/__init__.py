@@ -1,0 +1,1 @@
+"""For people and monitoring: summary, metrics, the HTML report and its statistics."""

@@ -1,0 +1,1 @@
+"""One run: the runner (wiring), the worker (one request), decide (pure), the pool."""

@@ -1,0 +1,1 @@
+"""What a run remembers between invocations: store protocols, SQLite, the folder lock."""

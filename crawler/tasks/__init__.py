@@ -1,0 +1,1 @@
+"""Specs -> lazy tasks: expansion, request identity, file names, dry run, urls_file checks."""
