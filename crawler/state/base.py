@@ -127,7 +127,8 @@ class RunStore(Protocol):
     def has_done(self) -> bool: ...
 
     def is_done(self, key: str) -> bool:
-        """Whether the current run has a committed (or batched) finished row for ``key``."""
+        """Whether the current run has a committed finished row for ``key`` (a batched row is
+        not done yet: the run asks only after recovery committed the replayed rows)."""
 
     def claim_name(self, job: str, name: str, key: str) -> bool:
         """Reserve ``name`` (ignoring case) in ``job`` for request ``key``; False when another
