@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,18 @@ from .report.metrics import write_metrics
 from .report.report import ReportError, write_report
 from .report.summary import summary_line
 from .run.runner import Run, RunOptions
+from .run.supervisor import usable_cpus
 from .tasks.dryrun import print_dry_run
+from .tasks.expand import interleave
+from .tasks.shard import (
+    SHARD_BY,
+    Shard,
+    count_shards,
+    parse_shard,
+    per_host_share,
+    rate_share,
+    shard_from_environment,
+)
 from .tasks.validate import check_urls_files
 
 if TYPE_CHECKING:  # the live display (and rich) load only when it is shown
@@ -64,10 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the run's metrics to FILE in Prometheus text format (node_exporter's "
         "textfile collector), replacing it atomically",
     )
+    run.add_argument(
+        "--shard",
+        metavar="K/N|auto",
+        help="run shard K of N (0 <= K < N) into OUT/shards/K-of-N; auto: K and N from the "
+        "batch scheduler (Kubernetes Indexed Job, Slurm array, AWS Batch array)",
+    )
+    run.add_argument(
+        "--workers",
+        metavar="N|auto",
+        type=_workers,
+        help="run N shard processes on this machine (auto: one per usable CPU), then merge",
+    )
+    _shard_by_flag(run)
     _output_flags(run)
 
     validate = commands.add_parser("validate", help="check the job file; print every problem")
     validate.add_argument("job", metavar="JOB.yaml")
+    validate.add_argument(
+        "--shards", type=_positive_int, metavar="N", help="also print requests and hosts per shard"
+    )
+    _shard_by_flag(validate)
+
+    merge = commands.add_parser("merge", help="combine the finished shards of an output folder")
+    merge.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    merge.add_argument("--shards", type=_positive_int, metavar="N", help="how many shards")
 
     report = commands.add_parser("report", help="write an HTML report of a run; print its path")
     report.add_argument("out", metavar="OUT", type=Path, help="the run's output folder")
@@ -84,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--out", type=Path, default=Path("crawler-demo"))
     _output_flags(demo)
     return parser
+
+
+def _workers(text: str) -> int:
+    return usable_cpus() if text == "auto" else _positive_int(text)
+
+
+def _shard_by_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shard-by",
+        choices=SHARD_BY,
+        default="host",
+        help="host (default): each host in one shard; url: spread by request, with per_host "
+        "and rate_per_host divided among the shards",
+    )
 
 
 def _output_flags(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_at = utc_now()
     try:
         if args.command == "validate":
-            return _validate(args.job)
+            return _validate(args.job, args.shards, args.shard_by)
+        if args.command == "merge":
+            from .output.merge import merge_command
+
+            return merge_command(args.out, args.shards)
         if args.command == "report":
             print(write_report(args.out, args.run, args.output))
             return 0
@@ -115,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, started_at)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return exitcodes.USAGE
+    except _UsageError as exc:
+        print(f"crawler: {exc}", file=sys.stderr)
         return exitcodes.USAGE
     except ReportError as exc:
         print(f"crawler: {exc}", file=sys.stderr)
@@ -145,10 +199,22 @@ def _run(args: argparse.Namespace, started_at: str) -> int:
         if args.metrics is not None and not args.dry_run:
             _metrics(args, {"started_at": started_at, "finished_at": utc_now()}, exitcodes.USAGE)
         raise
+    if args.shard is not None and args.workers is not None:
+        raise _usage("--shard and --workers: give one (--workers runs every shard itself)")
+    shard = None
+    if args.shard is not None:
+        shard = _shard(args.shard, args.shard_by)
+    elif args.workers is not None and not args.dry_run:
+        from .run.supervisor import Supervisor
+
+        count = _usable_workers(args.workers, args.concurrency or job_file.concurrency)
+        return Supervisor(args, job_file, count).run()
+    if shard is not None and shard.by == "url":
+        job_file = _url_mode_limits(job_file, shard.count)
     if args.dry_run:
-        print_dry_run(job_file, args.out)
+        print_dry_run(job_file, args.out, shard)
         return 0
-    options = RunOptions(args.out, args.concurrency, args.fresh)
+    options = RunOptions(args.out, args.concurrency, args.fresh, shard)
     summary = execute(job_file, options, _progress(args, job_file), args.log_format)
     if args.metrics is not None:
         _metrics(args, summary, int(summary["exit_code"]))
@@ -174,13 +240,67 @@ def _metrics(args: argparse.Namespace, summary: dict[str, Any], exit_code: int) 
         print(f"crawler: cannot write metrics {args.metrics}: {exc}", file=sys.stderr)
 
 
-def _validate(path: str) -> int:
+def _validate(path: str, shards: int | None = None, shard_by: str = "host") -> int:
     job_file = load_job_file(path)
+    if shards is not None and shard_by == "url":
+        _url_mode_limits(job_file, shards)
     problems = check_urls_files(job_file)
     if problems:
         raise ConfigError(problems)
     print(f"{path}: ok, {len(job_file.jobs)} job(s)")
+    if shards is not None:
+        counts = count_shards(interleave(job_file.jobs), shards, shard_by)
+        print("\n".join(counts.lines()))
+        warning = counts.skew_warning(shard_by)
+        if warning:
+            print(f"crawler: {warning}", file=sys.stderr)
     return 0
+
+
+class _UsageError(Exception):
+    """A command-line problem found after parsing (exit 2)."""
+
+
+def _usage(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+def _shard(spec: str, by: str) -> Shard:
+    """--shard K/N or auto, as a Shard; a usage error saying what is wrong otherwise."""
+    try:
+        if spec.strip() == "auto":
+            shard, scheduler = shard_from_environment(dict(os.environ))
+            log.info("--shard auto: shard %s from the %s", shard.name, scheduler)
+        else:
+            shard = parse_shard(spec)
+    except ValueError as exc:
+        message = str(exc)
+        raise _usage(message if message.startswith("--shard") else f"--shard: {message}") from None
+    return replace(shard, by=by)
+
+
+def _url_mode_limits(job_file: JobFile, count: int) -> JobFile:
+    """--shard-by url: each shard's share of the per-host limits (C15)."""
+    if job_file.per_host < count:
+        raise _usage(
+            f"--shard-by url: per_host ({job_file.per_host}) is below the number of shards "
+            f"({count}): each shard would get less than one request per host; raise per_host "
+            "or use --shard-by host"
+        )
+    return replace(
+        job_file,
+        per_host=per_host_share(job_file.per_host, count),
+        rate_per_host=rate_share(job_file.rate_per_host, count),
+    )
+
+
+def _usable_workers(wanted: int, concurrency: int) -> int:
+    if wanted > concurrency:
+        raise _usage(
+            f"--workers {wanted}: more workers than concurrency ({concurrency}); each worker "
+            "needs at least one request in flight"
+        )
+    return wanted
 
 
 def execute(

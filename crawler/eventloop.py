@@ -1,4 +1,4 @@
-"""The event loop crawler runs on: uvloop when it is installed (the `speed` extra), else
+"""The event loop crawler runs on: uvloop (a dependency wherever it is built) when importable, else
 asyncio's own. uvloop makes the aiohttp client path about 15% cheaper per request."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,21 +128,27 @@ def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def iter_records(path: str | os.PathLike[str], run: str | None = None) -> Iterator[dict[str, Any]]:
-    """The records of a manifest file (of ``run`` only, when given) one by one, skipping a
-    torn or non-JSON line (a crash mid-write); memory stays flat however long the file."""
+def iter_records(
+    path: str | os.PathLike[str], run: str | Collection[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The records of a manifest file (of ``run`` only, or of the runs given, when given) one
+    by one, skipping a torn or non-JSON line (a crash mid-write); memory stays flat however
+    long the file."""
+    runs = {run} if isinstance(run, str) else set(run) if run is not None else None
     # Lines are written with "run" first and no spaces, so most lines of other runs are
     # skipped without parsing them.
-    prefix = ('{"run":' + json.dumps(run, ensure_ascii=False) + ",").encode() if run else b""
+    prefixes = tuple(
+        ('{"run":' + json.dumps(r, ensure_ascii=False) + ",").encode() for r in runs or ()
+    )
     with open(path, "rb") as handle:
         for raw in handle:
-            if prefix and raw.startswith(b'{"run":') and not raw.startswith(prefix):
+            if prefixes and raw.startswith(b'{"run":') and not raw.startswith(prefixes):
                 continue
             try:
                 record = json.loads(raw)
             except ValueError:
                 continue
-            if isinstance(record, dict) and (run is None or record.get("run") == run):
+            if isinstance(record, dict) and (runs is None or record.get("run") in runs):
                 yield record
 
 

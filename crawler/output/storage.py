@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +42,25 @@ _LOCAL_ERRNOS = frozenset(
 def local_error(exc: OSError, path: Path | str) -> LocalError:
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     return LocalError(f"cannot write {path}: {reason}")
+
+
+def replace_file(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    """Write a whole file that readers may be watching (a report, a summary, metrics): a temp
+    file in its folder, then a rename, so a reader sees the old file or the new one, never a
+    part; readable by everyone (0644). Raises OSError when the folder refuses."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o644)
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 class Storage:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 from .. import exitcodes
 from ..outcome import KINDS
+from ..output.storage import replace_file
 
 # The error kinds of C8: each is written, 0 included, so a query never misses a series.
 ERROR_KINDS = tuple(str(kind) for kind in KINDS)
@@ -122,15 +121,4 @@ def write_metrics(path: Path, summary: Mapping[str, Any], crawl: str) -> None:
     """Write ``path`` atomically (temp file in its folder, then rename), readable by the
     collector's user. Raises OSError when the folder refuses."""
     text = render_metrics(summary, crawl, previous_timestamps(path))
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o644)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    replace_file(path, text.encode(), fsync=True)

@@ -8,8 +8,6 @@ import calendar
 import contextlib
 import json
 import math
-import os
-import tempfile
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -20,6 +18,7 @@ from ..errors import CrawlerError
 from ..outcome import colour as kind_colour
 from ..output.layout import Layout
 from ..output.manifest import MANIFEST, iter_records, last_run
+from ..output.storage import replace_file
 from .stats import LATENCY_EDGES_MS, OTHER_HOSTS, RunStats
 from .summary import human_bytes, human_ms
 from .svg import columns, hbars, timeline
@@ -54,8 +53,9 @@ def pick_run(out: Path, run: str | None) -> str:
     return found
 
 
-def collect(manifest: Path, run: str) -> RunStats:
-    """Aggregate the manifest lines of ``run``, one line at a time."""
+def collect(manifest: Path, run: str | list[str]) -> RunStats:
+    """Aggregate the manifest lines of ``run`` (of each shard's run, for a merged folder),
+    one line at a time."""
     stats = RunStats()
     if not manifest.is_file():
         return stats  # a run with no request writes none
@@ -348,22 +348,18 @@ def write_report(out: Path, run: str | None = None, target: Path | None = None) 
     OUT/.crawler/report-<run>.html); returns its path. Raises ReportError for a missing
     folder or run, OSError when the file cannot be written."""
     run_id = pick_run(out, run)
-    stats = collect(out / MANIFEST, run_id)
     summary = _summary(out, run_id)
+    # A merged folder (crawler merge): its lines keep each shard's own run id.
+    runs = summary.get("runs")
+    if isinstance(runs, list) and runs and all(isinstance(r, str) for r in runs):
+        stats = collect(out / MANIFEST, runs)
+    else:
+        stats = collect(out / MANIFEST, run_id)
     if not stats.requests and not summary:
         known = ", ".join(_known_runs(out)) or "none"
         raise ReportError(f"no request of run {run_id!r} in {out / MANIFEST} (runs: {known})")
     page = render_report(out, run_id, stats, summary)
     path = target or Layout(out).report(run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o644)
-            handle.write(page)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    replace_file(path, page.encode())
     return path

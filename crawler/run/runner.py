@@ -37,6 +37,7 @@ from ..state.base import DoneRow, RunStore
 from ..state.lock import FolderLock
 from ..state.sqlite import RunState
 from ..tasks.expand import FetchTask, interleave
+from ..tasks.shard import Shard, only_shard
 from .pool import Pool
 from .worker import Worker
 
@@ -56,6 +57,13 @@ class RunOptions:
     out: Path | None = None
     concurrency: int | None = None
     fresh: bool = False
+    # One shard of N (C15): its requests only, in OUT/shards/K-of-N, a complete output folder.
+    shard: Shard | None = None
+
+
+def output_folder(out: Path, shard: Shard | None) -> Path:
+    """The folder a run writes: OUT, or OUT/shards/K-of-N for one shard."""
+    return out if shard is None else Layout(out).shard(shard.index, shard.count).out
 
 
 def new_run_id() -> str:
@@ -73,7 +81,8 @@ class Run:
         on_finished: Callable[[Record], None] | None = None,
     ) -> None:
         self.job_file = job_file
-        self.out = options.out or job_file.output
+        self.shard = options.shard
+        self.out = output_folder(options.out or job_file.output, options.shard)
         self.concurrency = options.concurrency or job_file.concurrency
         self.fresh = options.fresh
         self.on_finished = on_finished
@@ -126,6 +135,10 @@ class Run:
 
     def _tasks(self, state: RunStore, resuming: bool) -> Iterator[FetchTask]:
         tasks = interleave(self.job_file.jobs)
+        if self.shard is not None:
+            # Before crawl mode sees them: a follow job's start URL is sharded by its own host
+            # and the links it leads to stay in its shard.
+            tasks = only_shard(tasks, self.shard)
         if self._crawl is not None:
             tasks = self._crawl.seeds(tasks)
         if not resuming:
@@ -215,6 +228,8 @@ class Run:
             stats=self.stats,
             crawl=self._crawl.totals() if self._crawl is not None else None,
         )
+        if self.shard is not None:
+            summary.update(shard=self.shard.index, shards=self.shard.count, shard_by=self.shard.by)
         if self._fatal is not None:
             summary["error"] = str(self._fatal)
         with contextlib.suppress(LocalError):

@@ -11,9 +11,11 @@ import sys
 from pathlib import Path, PurePosixPath
 
 from ..config.spec import JobFile
+from ..output.layout import Layout
 from ..output.sinks import SINKS
 from . import naming
 from .expand import FetchTask, interleave
+from .shard import Shard, only_shard
 
 _GUESS = mimetypes.MimeTypes(filenames=())
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -70,12 +72,19 @@ def _printable(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def print_dry_run(job_file: JobFile, out: Path | None) -> None:
-    root = f"{out or job_file.output}{os.sep}"
+def print_dry_run(job_file: JobFile, out: Path | None, shard: Shard | None = None) -> None:
+    """Print each request the run would make (of ``shard`` only, when given)."""
+    folder = out or job_file.output
+    if shard is not None:
+        folder = Layout(folder).shard(shard.index, shard.count).out
+    root = f"{folder}{os.sep}"
     names = NameClaims()
     write = sys.stdout.write
+    tasks = interleave(job_file.jobs)
+    if shard is not None:
+        tasks = only_shard(tasks, shard)
     try:
-        for task in interleave(job_file.jobs):
+        for task in tasks:
             if task.invalid:
                 problem = _printable(task.invalid)
                 write(f"{task.job.method} {_printable(task.url_text)} -> invalid URL: {problem}\n")
