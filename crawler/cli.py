@@ -36,7 +36,7 @@ from .tasks.shard import (
     rate_share,
     shard_from_environment,
 )
-from .tasks.validate import check_urls_files
+from .tasks.validate import UrlWarnings, check_urls_files
 
 if TYPE_CHECKING:  # the live display (and rich) load only when it is shown
     from .progress import Progress
@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _workers(text: str) -> int:
-    return usable_cpus() if text == "auto" else _positive_int(text)
+    """N, or 0 for auto (resolved once the job file's concurrency is known)."""
+    return 0 if text == "auto" else _positive_int(text)
 
 
 def _shard_by_flag(parser: argparse.ArgumentParser) -> None:
@@ -156,8 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return merge_command(args.out, args.shards)
         if args.command == "report":
-            print(write_report(args.out, args.run, args.output))
-            return 0
+            return _report(args.out, args.run, args.output)
         if args.command == "demo":
             from .demo_site import demo_job_path, run_demo
 
@@ -221,6 +221,17 @@ def _run(args: argparse.Namespace, started_at: str) -> int:
     return int(summary["exit_code"])
 
 
+def _report(out: Path, run: str | None, target: Path | None) -> int:
+    try:
+        print(write_report(out, run, target))
+    except OSError as exc:
+        where = target or out
+        reason = exc.strerror or str(exc)
+        print(f"crawler: cannot write the report to {where}: {reason}", file=sys.stderr)
+        return exitcodes.LOCAL
+    return 0
+
+
 def _progress(args: argparse.Namespace, job_file: JobFile | None = None) -> Progress | None:
     """The live display: asked for, or by default when stderr is a terminal; never with -q."""
     wanted = args.progress if args.progress is not None else sys.stderr.isatty()
@@ -244,9 +255,11 @@ def _validate(path: str, shards: int | None = None, shard_by: str = "host") -> i
     job_file = load_job_file(path)
     if shards is not None and shard_by == "url":
         _url_mode_limits(job_file, shards)
-    problems = check_urls_files(job_file)
+    warnings = UrlWarnings(sys.stderr.write)
+    problems = check_urls_files(job_file, warnings)
     if problems:
         raise ConfigError(problems)
+    warnings.finish()
     print(f"{path}: ok, {len(job_file.jobs)} job(s)")
     if shards is not None:
         counts = count_shards(interleave(job_file.jobs), shards, shard_by)
@@ -270,7 +283,7 @@ def _shard(spec: str, by: str) -> Shard:
     try:
         if spec.strip() == "auto":
             shard, scheduler = shard_from_environment(dict(os.environ))
-            log.info("--shard auto: shard %s from the %s", shard.name, scheduler)
+            log.warning("--shard auto: shard %s, from the %s's variables", shard.name, scheduler)
         else:
             shard = parse_shard(spec)
     except ValueError as exc:
@@ -295,6 +308,8 @@ def _url_mode_limits(job_file: JobFile, count: int) -> JobFile:
 
 
 def _usable_workers(wanted: int, concurrency: int) -> int:
+    if wanted == 0:  # auto: one per usable CPU, never more than requests in flight
+        return max(1, min(usable_cpus(), concurrency))
     if wanted > concurrency:
         raise _usage(
             f"--workers {wanted}: more workers than concurrency ({concurrency}); each worker "

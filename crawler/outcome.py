@@ -32,6 +32,8 @@ class Kind(StrEnum):
     DECODE = "decode"
     REDIRECTS = "redirects"
     PROTOCOL = "protocol"
+    INVALID_URL = "invalid_url"
+    HOST_DOWN = "host_down"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ KINDS: dict[Kind, KindInfo] = {
     Kind.DECODE: KindInfo(False, "#00838f", "save: text and the body cannot be decoded"),
     Kind.REDIRECTS: KindInfo(False, "#283593", "more than max_redirects, or an unusable target"),
     Kind.PROTOCOL: KindInfo(True, "#455a64", "a malformed response or a broken body"),
+    Kind.INVALID_URL: KindInfo(False, "#795548", "a urls_file line that is not an http(s) URL"),
+    Kind.HOST_DOWN: KindInfo(False, "#b71c1c", "not attempted: its host kept refusing connects"),
 }
 UNKNOWN_COLOUR = "#616161"
 

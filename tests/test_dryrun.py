@@ -143,7 +143,7 @@ async def test_dry_run_output_relative_to_job_file_and_flag(site, write_job, tmp
     assert site.seen.requests == []
 
 
-async def test_dry_run_lists_bad_lines_and_reads_a_bom(site, write_job, tmp_path):
+async def test_dry_run_warns_of_bad_lines_and_reads_a_bom(site, write_job, tmp_path):
     (tmp_path / "urls.txt").write_bytes(
         f"\ufeff{site.url}/json\nftp://example.com/x\n\x1b[31mred\n{site.url}/text\n".encode()
     )
@@ -155,12 +155,13 @@ async def test_dry_run_lists_bad_lines_and_reads_a_bom(site, write_job, tmp_path
     done = await crawler_cli("run", str(job), "--dry-run")
     assert done.code == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 2  # the lines that are not URLs are data to fix, on stderr (C17)
     assert lines[0].startswith(f"GET {site.url}/json -> ")  # a BOM is not part of the URL
-    assert "invalid URL" not in lines[0]
-    assert lines[1].startswith("GET ftp://example.com/x -> invalid URL")
-    assert "invalid URL" in lines[2] and "\x1b" not in lines[2]  # no terminal escapes
-    assert lines[3].startswith(f"GET {site.url}/text -> ")
+    assert lines[1].startswith(f"GET {site.url}/text -> ")
+    warnings = done.stderr.splitlines()
+    assert warnings[0].startswith("urls.txt:2: warning: ") and "ftp://example.com/x" in warnings[0]
+    assert warnings[1].startswith("urls.txt:3: warning: ") and "\x1b" not in done.stderr
+    assert len(warnings) == 2
     assert site.seen.requests == []
 
 

@@ -63,10 +63,11 @@ async def test_every_method_reaches_the_server(site, write_job, tmp_path):
         assert record["ok"] is True
         assert record["status"] == 200
         assert record["attempts"] == 1
-        if method == "HEAD":
-            # HEAD saves no file (C6).
+        if method in ("HEAD", "OPTIONS"):
+            # HEAD and OPTIONS save no file (C6); the line records the headers (C8, C17).
             assert record["path"] is None
             assert record["bytes"] == 0
+            assert "Content-Type" in record["headers"]
             continue
         echoed = json.loads((out / record["path"]).read_bytes())
         assert echoed["method"] == method

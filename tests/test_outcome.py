@@ -44,6 +44,8 @@ def test_kinds_are_spelt_as_the_manifest_spells_them():
         "decode",
         "redirects",
         "protocol",
+        "invalid_url",
+        "host_down",
     }
 
 

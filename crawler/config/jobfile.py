@@ -20,6 +20,7 @@ from ..tasks.naming import is_windows_reserved
 from .requestkeys import REQUEST_KEYS, follow_spec, line_of, request_keys
 from .spec import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_HOST_DOWN_AFTER,
     DEFAULT_PER_HOST,
     JobFile,
     JobSpec,
@@ -37,7 +38,16 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _NAME_MAX = 200
 # What crawler itself keeps in OUT: no job folder or jsonl file may take these names.
 _OUT_RESERVED = {".crawler": "crawler's own state folder", "manifest.jsonl": "the manifest"}
-_TOP_KEYS = ("version", "output", "concurrency", "per_host", "rate_per_host", "defaults", "jobs")
+_TOP_KEYS = (
+    "version",
+    "output",
+    "concurrency",
+    "per_host",
+    "rate_per_host",
+    "host_down_after",
+    "defaults",
+    "jobs",
+)
 _JOB_ONLY_KEYS = ("name", "url", "urls", "urls_file", "follow")
 
 # --- the job file ----------------------------------------------------------------------------
@@ -108,6 +118,7 @@ def _job_file(r: Reader, root: yaml.Node, top: dict[str, Value]) -> JobFile | No
     concurrency = r.integer(top["concurrency"], 1) if "concurrency" in top else None
     per_host = r.integer(top["per_host"], 1) if "per_host" in top else None
     rate = r.number(top["rate_per_host"], allow_off=False) if "rate_per_host" in top else None
+    host_down = r.integer(top["host_down_after"], 0) if "host_down_after" in top else None
 
     defaults: dict[str, Any] = {}
     if "defaults" in top:
@@ -139,6 +150,7 @@ def _job_file(r: Reader, root: yaml.Node, top: dict[str, Value]) -> JobFile | No
         concurrency=concurrency or DEFAULT_CONCURRENCY,
         per_host=per_host or DEFAULT_PER_HOST,
         rate_per_host=rate,
+        host_down_after=DEFAULT_HOST_DOWN_AFTER if host_down is None else host_down,
         jobs=tuple(jobs),
     )
 
@@ -248,4 +260,5 @@ def _source(r: Reader, node: yaml.Node, path: str, fields: dict[str, Value]) -> 
                 urls.append(checked)
         return UrlSource(urls=tuple(urls)) if len(urls) == len(value) else None
     file = r.local_path(item, must_exist=True)
-    return UrlSource(urls_file=file) if file else None
+    written = r.construct(item).value
+    return UrlSource(urls_file=file, urls_file_as_written=str(written)) if file else None

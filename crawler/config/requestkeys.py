@@ -51,6 +51,9 @@ REQUEST_KEYS = (
     "proxy",
     "verify",
     "filename",
+    "record_headers",
+    "cookies",
+    "keep_cookies",
 )
 FOLLOW_KEYS = ("depth", "scope", "include", "exclude", "max_pages", "robots", "sitemaps")
 
@@ -134,6 +137,34 @@ def _headers(r: Reader, item: Value) -> tuple[dict[str, str], set[str]] | None:
         if one.env_filled or name.lower() in SECRET_HEADERS:
             secret.add(name.lower())
     return (headers, secret) if ok else None
+
+
+def _cookies(r: Reader, item: Value) -> tuple[tuple[str, str], ...] | None:
+    """cookies: a mapping of cookie name to value (a string, number or boolean)."""
+    if not isinstance(item.node, yaml.MappingNode):
+        r.problem(item, item.path, "must be a mapping of cookie name to value")
+        return None
+    cookies: list[tuple[str, str]] = []
+    ok = True
+    for key_node, value_node in entries(item.node):
+        name = str(key_node.value)
+        path = child_path(item.path, name)
+        if not _HEADER_NAME_RE.match(name):
+            r.problem(key_node, path, "not a valid cookie name (letters, digits, !#$%&'*+.^_`|~-)")
+            ok = False
+            continue
+        one = r.construct(Value(value_node, path, None))
+        text = _scalar_text(one.value)
+        if text is None:
+            r.problem(one, one.path, f"must be a string, not {kind_of(one.value)}")
+            ok = False
+            continue
+        if any(c < " " or c in '";\\\x7f' for c in text):
+            r.problem(one, one.path, 'must not contain control characters, ", ; or \\')
+            ok = False
+            continue
+        cookies.append((name, text))
+    return tuple(cookies) if ok else None
 
 
 def _timeout(r: Reader, item: Value) -> dict[str, float | None] | None:
@@ -244,6 +275,9 @@ def request_keys(r: Reader, fields: dict[str, Value]) -> dict[str, Any]:
         "proxy": lambda v: _proxy(r, v),
         "verify": lambda v: _verify(r, v),
         "filename": lambda v: _filename(r, v),
+        "record_headers": r.boolean,
+        "cookies": lambda v: _cookies(r, v),
+        "keep_cookies": r.boolean,
     }
     for key, item in fields.items():
         value = checks[key](item)

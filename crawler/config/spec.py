@@ -18,6 +18,7 @@ TIMEOUT_FIELDS = ("total", "connect", "sock_connect", "sock_read")
 
 DEFAULT_CONCURRENCY = 32
 DEFAULT_PER_HOST = 8
+DEFAULT_HOST_DOWN_AFTER = 20
 DEFAULT_TIMEOUT: dict[str, float | None] = {
     "total": 300.0,
     "connect": None,
@@ -46,6 +47,7 @@ class UrlSource:
 
     urls: tuple[str, ...] = ()
     urls_file: Path | None = None
+    urls_file_as_written: str | None = None  # how the job file names it, for messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,12 @@ class JobSpec:
     verify: bool | Path = True
     filename: str | None = None
     follow: FollowSpec | None = None
+    # C17: the response's headers in each manifest line (always for HEAD and OPTIONS).
+    record_headers: bool = False
+    # Cookies sent with every request of the job, and whether cookies servers set are kept
+    # and sent back within the job (off by default, so runs stay reproducible).
+    cookies: tuple[tuple[str, str], ...] = ()
+    keep_cookies: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +104,8 @@ class JobFile:
     per_host: int
     rate_per_host: float | None
     jobs: tuple[JobSpec, ...]
+    # Consecutive connect failures that mark a host (and port) down (C17); 0: never.
+    host_down_after: int = DEFAULT_HOST_DOWN_AFTER
 
 
 def _merge_by_key(
@@ -182,4 +192,7 @@ class RequestDefaults:
             verify=merged.get("verify", True),
             filename=merged.get("filename"),
             follow=follow,
+            record_headers=merged.get("record_headers", False),
+            cookies=merged.get("cookies", ()),
+            keep_cookies=merged.get("keep_cookies", False),
         )

@@ -23,6 +23,8 @@ from ..errors import LocalError
 from ..outcome import Kind, TooLarge, TooManyRedirects, classify
 from ..output.storage import local_error
 from ..tasks.expand import FetchTask
+from .cookies import keep as keep_cookies
+from .cookies import request_cookies
 from .decode import Decoder
 from .options import env_proxy, request_headers, ssl_setting
 
@@ -51,6 +53,12 @@ class Attempt:
     size: int = 0
     kind: str | None = None
     message: str | None = None
+    # No connection could be made (refused, DNS, unreachable, connect timeout): what the
+    # per-host breaker counts (C17). A TLS failure is a connection, so it does not count.
+    connect_failed: bool = False
+    # The response's headers as received (names as sent, repeats joined with ", "), kept
+    # only when the manifest records them (C8, C17).
+    received_headers: dict[str, str] | None = None
 
     @property
     def content_type(self) -> str | None:
@@ -84,6 +92,7 @@ async def attempt(
             allow_redirects=follow,
             max_redirects=job.max_redirects + 1,
             proxy=proxy,
+            cookies=request_cookies(job, task.url) if job.cookies or job.keep_cookies else None,
             ssl=ssl_setting(job.verify),
             # Content-Encoding is undone here, where a stream that ends early is caught.
             auto_decompress=False,
@@ -91,6 +100,10 @@ async def attempt(
             result.status = response.status
             result.final_url = str(response.url)
             result.headers = response.headers
+            if job.keep_cookies:
+                keep_cookies(job, response)
+            if job.record_headers or job.method in ("HEAD", "OPTIONS"):
+                result.received_headers = received_headers(response.raw_headers)
             if not follow and _is_redirect(response):
                 raise TooManyRedirects(
                     f"redirected to {response.headers.get('Location')} with max_redirects 0"
@@ -115,9 +128,30 @@ async def attempt(
             )
         else:
             result.kind, result.message = classify(exc)
+            result.connect_failed = _is_connect_failure(exc)
         result.body = b""
         result.size = 0
     return result
+
+
+def received_headers(raw: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
+    """Header names as the server spelled them (the first spelling of each), values of a
+    repeated header joined with ", "."""
+    joined: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("utf-8", "replace")
+        folded = name.lower()
+        first = spelled.setdefault(folded, name)
+        joined[first] = f"{joined[first]}, {value}" if first in joined else value
+    return joined
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return False
+    return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
 def _is_redirect(response: aiohttp.ClientResponse) -> bool:

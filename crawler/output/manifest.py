@@ -59,6 +59,11 @@ class Record:
     # Crawl mode (C14) only: link hops from the job's own URLs, and the page that linked here.
     depth: int | None = None
     referrer: str | None = None
+    # The response's headers (HEAD, OPTIONS and jobs with record_headers: true; C8, C17).
+    headers: dict[str, str] | None = None
+    # Time spent in attempts: elapsed_ms without the waits before retries (what latency
+    # figures measure).
+    fetch_ms: float | None = None
 
     def to_line(self) -> builtins.bytes:
         data: dict[str, Any] = {
@@ -79,10 +84,13 @@ class Record:
             "error": self.error,
             "fetched_at": self.fetched_at,
             "key": self.key,
+            "fetch_ms": self.fetch_ms,
         }
         if self.depth is not None:
             data["depth"] = self.depth
             data["referrer"] = self.referrer
+        if self.headers is not None:
+            data["headers"] = self.headers
         try:
             return orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE)
         except TypeError:  # a lone surrogate from a header aiohttp decoded with surrogateescape

@@ -152,7 +152,7 @@ class _Totals:
     """The C13 counts, added up line by line as the merged manifest is written."""
 
     def __init__(self) -> None:
-        self.requests = self.ok = self.bytes = self.attempts = 0
+        self.requests = self.ok = self.bytes = self.retries = 0
         self.by_kind: dict[str, int] = {}
         self.by_status: dict[str, int] = {}
 
@@ -167,7 +167,7 @@ class _Totals:
             status = str(record["status"])
             self.by_status[status] = self.by_status.get(status, 0) + 1
         self.bytes += int(record.get("bytes") or 0)
-        self.attempts += int(record.get("attempts") or 0)
+        self.retries += max(int(record.get("attempts") or 0) - 1, 0)
 
 
 def merged_summary(
@@ -191,7 +191,7 @@ def merged_summary(
         "ok": totals.ok,
         "failed": failed,
         "bytes": totals.bytes,
-        "retries": max(totals.attempts - totals.requests, 0),
+        "retries": totals.retries,
         "by_kind": dict(sorted(totals.by_kind.items())),
         "by_status": dict(sorted(totals.by_status.items())),
         "requests_per_s": round(totals.requests / duration, 1) if duration > 0 else 0.0,

@@ -32,8 +32,8 @@ class ResultWriter:
 
     async def save(self, task: FetchTask, attempt: Attempt) -> Saved:
         job = task.job
-        if job.method == "HEAD":
-            return Saved(bytes=0)
+        if job.method in ("HEAD", "OPTIONS"):
+            return Saved(bytes=0)  # no file; the manifest line records the headers
         sink = SINKS[job.save]
         body = attempt.body
         if sink.needs_body and attempt.spill is not None:  # to decode, it must be in memory

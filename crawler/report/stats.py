@@ -196,7 +196,8 @@ class RunStats:
             if second is None:
                 second = self.per_second[fetched_at[:19]] = [0, 0]
             second[0 if ok else 1] += 1
-        self._add_host(host_of(url), ok, size or 0, elapsed_ms)
+        if attempts:  # a request never sent (invalid_url, host_down) has no latency
+            self._add_host(host_of(url), ok, size or 0, elapsed_ms)
 
     def add_record(self, record: Record) -> None:
         """Add one request as the runner records it."""
@@ -206,7 +207,7 @@ class RunStats:
             ok=record.ok,
             status=record.status,
             size=record.bytes,
-            elapsed_ms=record.elapsed_ms,
+            elapsed_ms=_latency_ms(record.fetch_ms, record.elapsed_ms),
             attempts=record.attempts,
             error=record.error,
             fetched_at=record.fetched_at,
@@ -220,8 +221,8 @@ class RunStats:
             ok=bool(record.get("ok")),
             status=record.get("status"),
             size=record.get("bytes"),
-            elapsed_ms=float(record.get("elapsed_ms") or 0.0),
-            attempts=int(record.get("attempts") or 1),
+            elapsed_ms=_latency_ms(record.get("fetch_ms"), record.get("elapsed_ms")),
+            attempts=_attempts(record.get("attempts")),
             error=record.get("error"),
             fetched_at=record.get("fetched_at"),
         )
@@ -284,6 +285,17 @@ def _slowest_hosts(hosts: dict[str, HostStats], limit: int) -> list[dict[str, An
     ]
 
 
+def _latency_ms(fetch_ms: object, elapsed_ms: object) -> float:
+    """What latency figures measure: the time in attempts (``fetch_ms``), not the waits
+    before retries; ``elapsed_ms`` for a manifest written before fetch_ms existed."""
+    value = fetch_ms if isinstance(fetch_ms, int | float) else elapsed_ms
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _attempts(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 1
+
+
 @dataclass(slots=True)
 class SummaryStats:
     """What the run summary needs from each finished request, and no more: retries and
@@ -295,7 +307,9 @@ class SummaryStats:
     def add_record(self, record: Record) -> None:
         if record.attempts > 1:
             self.retries += record.attempts - 1
-        _add_host(self.hosts, host_of(record.url), record.ok, record.bytes or 0, record.elapsed_ms)
+        if record.attempts:  # a request never sent (invalid_url, host_down) has no latency
+            latency = _latency_ms(record.fetch_ms, record.elapsed_ms)
+            _add_host(self.hosts, host_of(record.url), record.ok, record.bytes or 0, latency)
 
     def slowest_hosts(self, limit: int = 5) -> list[dict[str, Any]]:
         """The hosts with the highest median elapsed_ms, slowest first."""

@@ -107,6 +107,12 @@ def summary_line(summary: dict[str, Any]) -> str:
     if len(slowest) > 1:
         host = slowest[0]
         parts.append(f"slowest host {host['host']} (median {human_ms(host['median_ms'])})")
+    stopped = summary.get("stopped")
+    if stopped:
+        remaining = summary.get("remaining")
+        left = f", {_plural(remaining, 'request')} not done" if remaining else ""
+        head = f"run {summary['run']} STOPPED ({stopped}{left}; the next run resumes)"
+        return f"{head}: {', '.join(parts)}; results so far in {summary['out']}"
     return f"run {summary['run']}: {', '.join(parts)}; results in {summary['out']}"
 
 

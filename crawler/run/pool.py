@@ -45,12 +45,16 @@ class Pool:
         rate_per_host: float | None = None,
         lookahead: int | None = None,
         discovered: Callable[[], FetchTask | None] | None = None,
+        settle: Callable[[FetchTask], bool] | None = None,
     ) -> None:
         self._source: Iterator[FetchTask] | None = source
         # Tasks found during the run (crawl mode's frontier): asked for once ``source`` is
         # exhausted; None means "nothing now", and the run ends when nothing is in flight.
         self._discovered = discovered
         self._host_rates: dict[str, float] = {}
+        # Finishes a task without a slot or a rate token when that needs no request (its
+        # host is down); True when it did.
+        self._settle = settle
         self._run_one = run_one
         self._concurrency = concurrency
         self._per_host = per_host
@@ -60,7 +64,8 @@ class Pool:
         self._hosts: dict[str, _Host] = {}
         self._ready: deque[str] = deque()
         self._buffered = 0  # tasks read from the source, not yet started
-        self._waiting: dict[int, asyncio.TimerHandle] = {}  # retries not yet due
+        # Retries not yet due, by id of the task.
+        self._waiting: dict[int, tuple[FetchTask, asyncio.TimerHandle]] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -84,7 +89,7 @@ class Pool:
     def stop(self) -> None:
         """Take no new work; retries not yet due are dropped (a resume repeats them)."""
         self._stopping = True
-        for handle in self._waiting.values():
+        for _, handle in self._waiting.values():
             handle.cancel()
         self._waiting.clear()
         for host in self._hosts.values():
@@ -179,6 +184,13 @@ class Pool:
             name = ready.popleft()
             host = self._hosts[name]
             host.queued = False
+            if self._settle is not None:
+                while host.pending and self._settle(host.pending[0]):
+                    host.pending.popleft()
+                    self._buffered -= 1
+                if not host.pending:
+                    self._forget_if_idle(name, host)
+                    continue
             if not host.pending or host.active >= self._per_host:
                 continue
             if not self._take_token(name, host):
@@ -234,4 +246,14 @@ class Pool:
             self._push(task, front=True)
             self._wake.set()
 
-        self._waiting[ident] = asyncio.get_running_loop().call_later(delay, due)
+        self._waiting[ident] = (task, asyncio.get_running_loop().call_later(delay, due))
+
+    def release_waiting(self, name: str) -> None:
+        """Queue at once the tasks of host ``name`` that wait to retry (it is down: they
+        will be settled, not attempted)."""
+        for ident, (task, handle) in list(self._waiting.items()):
+            if task.host == name:
+                handle.cancel()
+                del self._waiting[ident]
+                self._push(task, front=True)
+        self._wake.set()

@@ -36,8 +36,10 @@ from ..report.summary import build_summary, save_summary
 from ..state.base import DoneRow, RunStore
 from ..state.lock import FolderLock
 from ..state.sqlite import RunState
+from ..tasks.dedupe import first_only
 from ..tasks.expand import FetchTask, interleave
 from ..tasks.shard import Shard, only_shard
+from .breaker import HostBreaker
 from .pool import Pool
 from .worker import Worker
 
@@ -134,7 +136,7 @@ class Run:
         return lock, state, storage, manifest, bool(previous) and state.has_done()
 
     def _tasks(self, state: RunStore, resuming: bool) -> Iterator[FetchTask]:
-        tasks = interleave(self.job_file.jobs)
+        tasks = first_only(interleave(self.job_file.jobs))
         if self.shard is not None:
             # Before crawl mode sees them: a follow job's start URL is sharded by its own host
             # and the links it leads to stay in its shard.
@@ -177,6 +179,7 @@ class Run:
                     stats=self.stats,
                     stopping=lambda: self._stop_signal is not None,
                     abort=self._abort,
+                    breaker=HostBreaker(self.job_file.host_down_after, self._host_down),
                     on_finished=self.on_finished,
                 )
                 pool = self._pool = Pool(
@@ -186,6 +189,7 @@ class Run:
                     per_host=self.job_file.per_host,
                     rate_per_host=self.job_file.rate_per_host,
                     discovered=crawl.next_task if crawl is not None else None,
+                    settle=worker.settle,
                 )
                 flusher = asyncio.create_task(self._flush_periodically())
                 self._install_signals()
@@ -232,6 +236,16 @@ class Run:
             summary.update(shard=self.shard.index, shards=self.shard.count, shard_by=self.shard.by)
         if self._fatal is not None:
             summary["error"] = str(self._fatal)
+        if exit_code not in exitcodes.FINISHED:
+            # A stopped run never reads like a clean one (C17).
+            summary["stopped"] = (
+                str(self._fatal)
+                if self._fatal is not None
+                else signal.Signals(self._stop_signal or signal.SIGTERM).name
+            )
+            remaining = self._known_remaining(int(totals["requests"]))  # type: ignore[call-overload]
+            if remaining is not None:
+                summary["remaining"] = remaining
         with contextlib.suppress(LocalError):
             save_summary(self.storage, summary)
         if exit_code in exitcodes.FINISHED:
@@ -261,6 +275,21 @@ class Run:
                 self.state.unseal(batch)
                 raise
         self.state.commit(batch)
+
+    def _known_remaining(self, finished: int) -> int | None:
+        """Requests of the run not finished yet, where that is known without reading a
+        urls_file again or guessing what a crawl will find: jobs of inline URLs only."""
+        jobs = self.job_file.jobs
+        if any(job.source.urls_file is not None or job.follow is not None for job in jobs):
+            return None
+        if self.shard is not None:
+            return None
+        total = sum(1 for _ in first_only(interleave(jobs)))
+        return max(total - finished, 0)
+
+    def _host_down(self, host: str) -> None:
+        if self._pool is not None:
+            self._pool.release_waiting(host)
 
     def _set_host_rate(self, host: str, rate: float) -> None:
         if self._pool is not None:
@@ -342,7 +371,7 @@ def _recover(state: RunStore, manifest: Path) -> int:
                 (record.get("error") or {}).get("kind"),
                 record.get("status"),
                 record.get("bytes"),
-                int(record.get("attempts") or 1),
+                int(record.get("attempts", 1) or 0),
             )
         )
     state.flush(good_end)

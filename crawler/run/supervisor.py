@@ -41,11 +41,19 @@ _POLL_S = 0.2
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask, as taskset and cgroups set it)."""
+    """The CPUs this process may use: its affinity mask (taskset, cpusets), lowered to a
+    cgroup v2 CPU limit (a container's ``--cpus``), rounded up; at least 1."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        count = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
 
 
 def shares(total: int, count: int) -> list[int]:
@@ -79,6 +87,10 @@ class Supervisor:
         self.stop_signal: int | None = None
 
     def run(self) -> int:
+        problem = self._usage_problem()
+        if problem is not None:  # refused before OUT is touched, as each child would refuse
+            print(f"crawler: {problem}", file=sys.stderr)
+            return exitcodes.USAGE
         layout = Layout(self.out)
         layout.private.mkdir(parents=True, exist_ok=True)
         lock = FolderLock(self.out)
@@ -111,6 +123,16 @@ class Supervisor:
             return code
         finally:
             lock.release()
+
+    def _usage_problem(self) -> str | None:
+        """What the children would refuse as a usage error (exit 2) whatever their shard."""
+        if self.args.shard_by == "url" and self.job_file.per_host < self.count:
+            return (
+                f"--shard-by url: per_host ({self.job_file.per_host}) is below the number of "
+                f"workers ({self.count}): each shard would get less than one request per host; "
+                "raise per_host or use --shard-by host"
+            )
+        return None
 
     def _metrics_args(self) -> tuple[Path, str] | None:
         metrics = getattr(self.args, "metrics", None)
@@ -181,7 +203,13 @@ class Supervisor:
                     del running[k]
                     if code not in exitcodes.FINISHED and early is None:
                         early = code
-                        log.error("shard %d-of-%d stopped with exit code %d", k, self.count, code)
+                        if self.stop_signal is None:  # else it stopped because it was asked
+                            log.error(
+                                "shard %d-of-%d stopped with exit code %d; stopping the others",
+                                k,
+                                self.count,
+                                code,
+                            )
                         self._signal_children(signal.SIGTERM)
         finally:
             for sig, handler in previous.items():

@@ -28,12 +28,15 @@ from ..output.sinks import Saved
 from ..report.stats import SummaryStats
 from ..state.base import DoneRow, RunStore, Validators
 from ..tasks.expand import FetchTask
+from .breaker import HostBreaker
 from .decide import Fail, Keep, Retry, decide
 
 if TYPE_CHECKING:
     from ..crawl.crawl import Crawl
 
 log = logging.getLogger(__name__)
+
+MAX_INVALID_SAID = 20  # invalid_url lines logged as warnings per invocation
 
 
 class Worker:
@@ -52,6 +55,7 @@ class Worker:
         stats: SummaryStats,
         stopping: Callable[[], bool],
         abort: Callable[[LocalError], None],
+        breaker: HostBreaker,
         on_finished: Callable[[Record], None] | None = None,
     ) -> None:
         self.out = out
@@ -64,8 +68,10 @@ class Worker:
         self.stats = stats
         self.stopping = stopping
         self.abort = abort
+        self.breaker = breaker
         self.on_finished = on_finished
-        self.finished = 0  # requests this invocation recorded
+        self.finished = 0
+        self._invalid_said = 0  # requests this invocation recorded
 
     async def run_one(self, task: FetchTask) -> float | None:
         """One attempt of ``task``; a delay when it should be retried, else None."""
@@ -81,15 +87,26 @@ class Worker:
             self.record(task, None, Saved(kind=Kind.PROTOCOL, message=message))
         return None
 
+    def settle(self, task: FetchTask) -> bool:
+        """Finish ``task`` without a request when none is needed: a urls_file line that is
+        not a URL (``invalid_url``) or a host that is down (``host_down``). The pool asks
+        before it spends a slot or a rate token on the task. True when it was settled."""
+        if task.invalid is not None:
+            kind, message = Kind.INVALID_URL, f"not an http(s) URL: {task.invalid}"
+        elif self.breaker.is_down(task.host):
+            kind, message = Kind.HOST_DOWN, self.breaker.why(task.host)
+        else:
+            return False
+        if task.attempts == 0:
+            task.started_at = time.monotonic()
+        self.record(task, None, Saved(kind=kind, message=message))
+        return True
+
     async def _attempt(self, task: FetchTask) -> float | None:
         job = task.job
         if task.attempts == 0:
             task.started_at = time.monotonic()
-        if task.invalid:
-            task.attempts = 1
-            self.record(
-                task, None, Saved(kind=Kind.CONNECT, message=f"invalid URL: {task.invalid}")
-            )
+        if self.settle(task):
             return None
         crawl = self.crawl if job.follow else None
         # admit: robots.txt keeps it out (counted in the summary, not fetched), or not
@@ -97,7 +114,13 @@ class Worker:
             return None
         previous = self._previous(task)
         sent = _conditional_headers(previous)
+        began = time.monotonic()
         attempt = await fetch.attempt(self.session, task, sent, self.temp_path)
+        task.fetch_s += time.monotonic() - began
+        if attempt.connect_failed:
+            self.breaker.failed(task.host)
+        elif attempt.status is not None:
+            self.breaker.connected(task.host)
         if crawl is not None:
             await crawl.discover(task, attempt, sent is not None)
         task.attempts += 1
@@ -193,6 +216,8 @@ class Worker:
             key=task.key,
             depth=task.depth,
             referrer=task.referrer,
+            headers=attempt.received_headers if attempt else None,
+            fetch_ms=round(task.fetch_s * 1000, 1),
         )
         if self.manifest.append(record):
             asyncio.get_running_loop().call_soon(self._write_manifest)
@@ -200,7 +225,8 @@ class Worker:
         self.finished += 1
         self.stats.add_record(record)
         if not ok:
-            log.warning(
+            log.log(
+                self._failure_level(kind or ""),
                 "%s %s failed after %d attempt(s): %s: %s",
                 task.job.name,
                 task.url_text,
@@ -219,6 +245,18 @@ class Worker:
             )
         if self.on_finished is not None:
             self.on_finished(record)
+
+    def _failure_level(self, kind: str) -> int:
+        """WARNING for a failed request, but not one per line for the many alike: a host
+        that is down is said once (by the breaker), urls_file lines that are not URLs
+        the first few times (validate and --dry-run list them)."""
+        if kind == Kind.HOST_DOWN:
+            return logging.DEBUG
+        if kind == Kind.INVALID_URL:
+            self._invalid_said += 1
+            if self._invalid_said > MAX_INVALID_SAID:
+                return logging.DEBUG
+        return logging.WARNING
 
     def _write_manifest(self) -> None:
         """The manifest lines of the requests that finished in this round of the loop."""

@@ -198,9 +198,9 @@ class RunState:
         """Counts over the whole run, resumed parts included."""
         q = self.db.execute
         run = (self.run_id,)
-        requests, ok, size, attempts = q(
+        requests, ok, size, retries = q(
             "SELECT COUNT(*), COALESCE(SUM(ok), 0), COALESCE(SUM(bytes), 0), "
-            "COALESCE(SUM(attempts), 0) FROM done WHERE run = ?",
+            "COALESCE(SUM(MAX(attempts - 1, 0)), 0) FROM done WHERE run = ?",
             run,
         ).fetchone()
         by_kind = dict(
@@ -223,7 +223,7 @@ class RunState:
             "ok": ok,
             "failed": requests - ok,
             "bytes": size,
-            "retries": attempts - requests,
+            "retries": retries,
             "by_kind": by_kind,
             "by_status": by_status,
         }

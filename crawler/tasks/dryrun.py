@@ -14,8 +14,10 @@ from ..config.spec import JobFile
 from ..output.layout import Layout
 from ..output.sinks import SINKS
 from . import naming
+from .dedupe import first_only
 from .expand import FetchTask, interleave
 from .shard import Shard, only_shard
+from .validate import UrlWarnings
 
 _GUESS = mimetypes.MimeTypes(filenames=())
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -58,8 +60,8 @@ def planned_path(task: FetchTask, names: NameClaims) -> str:
     URL's path, since the real one follows the response's Content-Type. Names are chosen as a
     run chooses them: the template's, else with the request hash added, else the default."""
     job = task.job
-    if job.method == "HEAD":
-        return "-"
+    if job.method in ("HEAD", "OPTIONS"):
+        return "-"  # no file: the manifest line records the response's headers
     if job.save == "jsonl":
         return f"{job.name}.jsonl"
     guessed, _ = _GUESS.guess_type(PurePosixPath(task.url.path).name or "x.html", strict=True)
@@ -80,18 +82,19 @@ def print_dry_run(job_file: JobFile, out: Path | None, shard: Shard | None = Non
     root = f"{folder}{os.sep}"
     names = NameClaims()
     write = sys.stdout.write
-    tasks = interleave(job_file.jobs)
+    warnings = UrlWarnings(sys.stderr.write)
+    tasks = first_only(interleave(job_file.jobs))
     if shard is not None:
         tasks = only_shard(tasks, shard)
     try:
         for task in tasks:
             if task.invalid:
-                problem = _printable(task.invalid)
-                write(f"{task.job.method} {_printable(task.url_text)} -> invalid URL: {problem}\n")
+                warnings.add_task(task)  # on stderr: data to fix, not a request
                 continue
             path = planned_path(task, names)
             target = "-" if path == "-" else root + path
             write(f"{task.job.method} {task.url_text} -> {target}\n")
         sys.stdout.flush()
+        warnings.finish()
     finally:
         names.close()

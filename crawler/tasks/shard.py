@@ -142,7 +142,7 @@ def _slurm_index(environ: dict[str, str], task_id: int, count: int) -> int:
     if step != "1":
         raise ValueError(
             f"--shard auto: a stepped Slurm array (SLURM_ARRAY_TASK_STEP={step}) is refused; "
-            "submit a contiguous one such as --array=0-N"
+            "submit a contiguous one such as --array=0-7 for 8 shards"
         )
     if environ.get("SLURM_ARRAY_TASK_MIN", "").strip() == "":
         raise ValueError("--shard auto: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_MIN is not")
@@ -153,7 +153,7 @@ def _slurm_index(environ: dict[str, str], task_id: int, count: int) -> int:
             raise ValueError(
                 f"--shard auto: a sparse Slurm array is refused (SLURM_ARRAY_TASK_MIN={low}, "
                 f"SLURM_ARRAY_TASK_MAX={high}, SLURM_ARRAY_TASK_COUNT={count}); submit a "
-                "contiguous one such as --array=0-N"
+                "contiguous one such as --array=0-7 for 8 shards"
             )
     return task_id - low
 

@@ -35,6 +35,7 @@ KEYS = {
     "error",
     "fetched_at",
     "key",
+    "fetch_ms",  # time in attempts, the waits before retries left out (latency figures)
 }
 
 
@@ -85,6 +86,7 @@ def test_a_line_has_exactly_the_contract_fields():
         "error": None,
         "fetched_at": "2024-01-01T00:00:00.123Z",
         "key": "k1",
+        "fetch_ms": None,
     }
 
 
