@@ -54,6 +54,7 @@ REQUEST_KEYS = (
     "record_headers",
     "cookies",
     "keep_cookies",
+    "warc_decompress",
 )
 FOLLOW_KEYS = ("depth", "scope", "include", "exclude", "max_pages", "robots", "sitemaps")
 
@@ -278,6 +279,7 @@ def request_keys(r: Reader, fields: dict[str, Value]) -> dict[str, Any]:
         "record_headers": r.boolean,
         "cookies": lambda v: _cookies(r, v),
         "keep_cookies": r.boolean,
+        "warc_decompress": r.boolean,
     }
     for key, item in fields.items():
         value = checks[key](item)

@@ -13,7 +13,7 @@ import aiohttp
 from .._version import __version__
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")
-SAVE_MODES = ("text", "bytes", "json", "jsonl")
+SAVE_MODES = ("text", "bytes", "json", "jsonl", "warc")
 TIMEOUT_FIELDS = ("total", "connect", "sock_connect", "sock_read")
 
 DEFAULT_CONCURRENCY = 32
@@ -92,6 +92,8 @@ class JobSpec:
     # and sent back within the job (off by default, so runs stay reproducible).
     cookies: tuple[tuple[str, str], ...] = ()
     keep_cookies: bool = False
+    # save: warc only: store payloads with their Content-Encoding undone (C16).
+    warc_decompress: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,4 +197,5 @@ class RequestDefaults:
             record_headers=merged.get("record_headers", False),
             cookies=merged.get("cookies", ()),
             keep_cookies=merged.get("keep_cookies", False),
+            warc_decompress=merged.get("warc_decompress", False),
         )

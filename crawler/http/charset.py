@@ -31,6 +31,18 @@ _META = re.compile(
     rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""",
     re.IGNORECASE,
 )
+# The same declarations in decoded text, for relabelling a transcoded page: the value of a
+# ``<meta charset=X>`` or of the ``charset=X`` inside ``<meta http-equiv=... content=...>``.
+_META_TEXT = re.compile(
+    r"""<meta[\s/][^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""",
+    re.IGNORECASE,
+)
+# The encoding of an XML declaration, which only counts at the very start of the document.
+_XML_DECL = re.compile(
+    r"""\ufeff?<\?xml\s[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9_.:-]*)["']""",
+    re.IGNORECASE,
+)
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _CT_CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 # Python text codecs that are not character sets a web page can be written in: a server or
@@ -79,6 +91,40 @@ def meta_charset(body: bytes) -> str | None:
     if codec is not None and codec.startswith(("utf-16", "utf-32")):
         return "utf-8"
     return codec
+
+
+def declare_utf8(text: str, content_type: str | None) -> str:
+    """``text`` (a decoded HTML or XML body about to be written as UTF-8) with the charset it
+    declares about itself rewritten to UTF-8, so a browser or XML parser reading the saved file
+    does not decode it with the original, now wrong, codec. Only the head is looked at: HTML
+    ``<meta charset>`` and ``<meta http-equiv=Content-Type content=...charset=...>`` (any case)
+    in the first _META_SCAN characters, which hold at least the 1024 bytes a browser prescans
+    and all that meta_charset looked at; an XML declaration at the very start. Every other
+    character is kept; a declaration that already says UTF-8 is left as written; a body of
+    another type (plain text, CSV, JSON) is returned as it is."""
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    is_html = mime in _HTML_TYPES
+    if not is_html and not mime.endswith("xml"):
+        return text
+    head = text[:_META_SCAN]
+    new_head = head
+    xml = _XML_DECL.match(new_head)
+    if xml is not None and lookup(xml.group(1)) != "utf-8":
+        new_head = f"{new_head[: xml.start(1)]}UTF-8{new_head[xml.end(1) :]}"
+    if is_html:
+        new_head = _META_TEXT.sub(_meta_utf8, new_head)
+    if new_head == head:
+        return text
+    return new_head + text[len(head) :]
+
+
+def _meta_utf8(match: re.Match[str]) -> str:
+    if lookup(match.group(1)) == "utf-8":
+        return match.group(0)
+    start = match.start(1) - match.start(0)
+    end = match.end(1) - match.start(0)
+    whole = match.group(0)
+    return f"{whole[:start]}utf-8{whole[end:]}"
 
 
 def detect(body: bytes) -> str | None:

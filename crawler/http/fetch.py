@@ -26,6 +26,7 @@ from ..tasks.expand import FetchTask
 from .cookies import keep as keep_cookies
 from .cookies import request_cookies
 from .decode import Decoder
+from .exchange import REDIRECTS, Exchange, next_hop
 from .options import env_proxy, request_headers, ssl_setting
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,10 @@ class Attempt:
     # The response's headers as received (names as sent, repeats joined with ", "), kept
     # only when the manifest records them (C8, C17).
     received_headers: dict[str, str] | None = None
+    # save: warc: every hop as sent and received (its last one holds the final response);
+    # raw_body is the final body as received when crawler undid a Content-Encoding.
+    exchanges: list[Exchange] | None = None
+    raw_body: bytes | None = None
 
     @property
     def content_type(self) -> str | None:
@@ -83,6 +88,9 @@ async def attempt(
     follow = job.max_redirects > 0
     result = Attempt()
     try:
+        if job.save == "warc":
+            await _recorded(session, task, headers, proxy, result, spill_path)
+            return result
         async with session.request(
             job.method,
             task.url,
@@ -154,6 +162,79 @@ def _is_connect_failure(exc: BaseException) -> bool:
     return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
+async def _recorded(
+    session: aiohttp.ClientSession,
+    task: FetchTask,
+    headers: dict[str, str],
+    proxy: str | None,
+    result: Attempt,
+    spill_path: Callable[[], Path],
+) -> None:
+    """One attempt of a ``save: warc`` job: redirects followed here, hop by hop, so each
+    hop's request and response (body included, whatever the status) can be archived."""
+    job = task.job
+    method, url, body = job.method, task.url, job.body
+    result.exchanges = []
+    for hop in range(job.max_redirects + 1):
+        async with session.request(
+            method,
+            url,
+            headers=headers,
+            data=body,
+            timeout=job.timeout,
+            allow_redirects=False,
+            proxy=proxy,
+            cookies=request_cookies(job, url) if job.cookies or job.keep_cookies else None,
+            ssl=ssl_setting(job.verify),
+            auto_decompress=False,
+        ) as response:
+            result.status = response.status
+            result.final_url = str(response.url)
+            result.headers = response.headers
+            if job.keep_cookies:
+                keep_cookies(job, response)
+            if job.record_headers or job.method in ("HEAD", "OPTIONS"):
+                result.received_headers = received_headers(response.raw_headers)
+            exchange = Exchange(
+                method=method,
+                url=str(response.url),
+                request_headers=response.request_info.headers,
+                request_body=body,
+                version=_version(response),
+                status=response.status,
+                reason=response.reason or "",
+                response_headers=tuple(response.raw_headers),
+            )
+            result.exchanges.append(exchange)
+            location = response.headers.get("Location") or response.headers.get("URI")
+            if response.status in REDIRECTS and location:
+                if response.content_length is not None and response.content_length > job.max_bytes:
+                    raise TooLarge(f"redirect body exceeds max_bytes ({job.max_bytes})")
+                exchange.payload = await response.read()
+                if hop == job.max_redirects:
+                    raise TooManyRedirects(
+                        f"more than {job.max_redirects} redirects (the last to {location} "
+                        f"from {response.url})"
+                    )
+                method, url, body = next_hop(method, response.url, response.status, location, body)
+                continue
+            if method != "HEAD":
+                raw: list[bytes] | None = None if job.warc_decompress else []
+                await _read_body(response, job.max_bytes, result, spill_path, raw)
+                exchange.decoded = job.warc_decompress
+                if result.raw_body is not None:
+                    exchange.payload = result.raw_body
+                elif result.spill is None:
+                    exchange.payload = result.body
+                # else the body is in the spill file: the archive reads it from there
+            return
+
+
+def _version(response: aiohttp.ClientResponse) -> str:
+    version = response.version
+    return f"{version.major}.{version.minor}" if version is not None else "1.1"
+
+
 def _is_redirect(response: aiohttp.ClientResponse) -> bool:
     return response.status in _REDIRECT_STATUSES and (
         "Location" in response.headers or "URI" in response.headers
@@ -165,8 +246,11 @@ async def _read_body(
     max_bytes: int,
     result: Attempt,
     spill_path: Callable[[], Path],
+    raw: list[bytes] | None = None,
 ) -> None:
-    """Read the body, counting decompressed bytes against ``max_bytes`` as they arrive."""
+    """Read the body, counting decompressed bytes against ``max_bytes`` as they arrive. With
+    ``raw``, the bytes as received are kept too where a Content-Encoding is undone (an
+    archive stores the body as the server sent it)."""
     decoder = Decoder.for_encoding(response.headers.get("Content-Encoding"))
     length = response.content_length
     if decoder is None and length is not None and length <= min(max_bytes, SPILL_BYTES):
@@ -189,6 +273,8 @@ async def _read_body(
     try:
         # iter_any hands over what arrived without copying it into fixed-size pieces.
         async for data in response.content.iter_any():
+            if raw is not None and decoder is not None:
+                raw.append(data)
             for chunk in decoder.feed(data) if decoder is not None else (data,):
                 size += len(chunk)
                 if size > max_bytes:
@@ -225,6 +311,8 @@ async def _read_body(
     result.size = size
     if result.spill is None:
         result.body = b"".join(chunks)
+    if raw is not None and decoder is not None:
+        result.raw_body = b"".join(raw)
 
 
 def _fail_body_on_parse_error(response: aiohttp.ClientResponse) -> Callable[[], None]:

@@ -64,6 +64,9 @@ class Record:
     # Time spent in attempts: elapsed_ms without the waits before retries (what latency
     # figures measure).
     fetch_ms: float | None = None
+    # save: warc: the final response record's offset and length in the WARC file ``path``.
+    warc_offset: int | None = None
+    warc_length: int | None = None
 
     def to_line(self) -> builtins.bytes:
         data: dict[str, Any] = {
@@ -91,6 +94,9 @@ class Record:
             data["referrer"] = self.referrer
         if self.headers is not None:
             data["headers"] = self.headers
+        if self.warc_offset is not None:
+            data["warc_offset"] = self.warc_offset
+            data["warc_length"] = self.warc_length
         try:
             return orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE)
         except TypeError:  # a lone surrogate from a header aiohttp decoded with surrogateescape
@@ -181,6 +187,13 @@ def file_matches(out: Path, record: dict[str, Any]) -> bool:
     if not path or digest is None:
         return True  # nothing saved, or a jsonl line: nothing to check
     file = out / str(path)
+    offset, length = record.get("warc_offset"), record.get("warc_length")
+    if isinstance(offset, int) and isinstance(length, int):
+        # A WARC file: the exchange's records must be there, whole.
+        try:
+            return file.stat().st_size >= offset + length
+        except OSError:
+            return False
     try:
         if file.stat().st_size != size:
             return False

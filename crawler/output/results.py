@@ -14,6 +14,7 @@ from ..tasks import naming
 from ..tasks.expand import FetchTask
 from .sinks import SINKS, Saved
 from .storage import Storage, WriteBatcher
+from .warc import WarcArchive
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +22,10 @@ log = logging.getLogger(__name__)
 class ResultWriter:
     """Saves results of one run into its output folder."""
 
-    def __init__(self, storage: Storage, state: RunStore) -> None:
+    def __init__(self, storage: Storage, state: RunStore, warc: WarcArchive | None = None) -> None:
         self.storage = storage
         self.state = state
+        self.warc = warc
         self._batcher = WriteBatcher(storage)
 
     def file_name(self, task: FetchTask, ext: str) -> str:
@@ -41,6 +43,27 @@ class ResultWriter:
             attempt.spill.unlink(missing_ok=True)
             attempt.spill = None
         return await sink.save(self, task, attempt, body)
+
+    async def archive(self, task: FetchTask, attempt: Attempt) -> Saved:
+        """The attempt's exchanges into the job's WARC file; ``bytes`` and ``sha256`` are
+        those of the final response's payload (C16)."""
+        if self.warc is None or not attempt.exchanges:
+            return Saved()
+        try:
+            archived = await self.warc.append(
+                task.job.name, attempt.exchanges, task.job.secret_headers, attempt.spill
+            )
+        finally:
+            if attempt.spill is not None:
+                attempt.spill.unlink(missing_ok=True)
+                attempt.spill = None
+        return Saved(
+            path=archived.path,
+            bytes=archived.payload_bytes,
+            sha256=archived.payload_sha256,
+            warc_offset=archived.offset,
+            warc_length=archived.length,
+        )
 
     async def append(self, rel: str, line: bytes) -> None:
         await asyncio.to_thread(self.storage.append_line, rel, line)

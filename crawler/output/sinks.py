@@ -36,6 +36,9 @@ class Saved:
     charset: str | None = None
     kind: str | None = None
     message: str | None = None
+    # save: warc: the final response record's place in the WARC file ``path`` (C16).
+    warc_offset: int | None = None
+    warc_length: int | None = None
 
 
 class Writer(Protocol):
@@ -51,6 +54,9 @@ class Writer(Protocol):
 
     async def append(self, rel: str, line: bytes) -> None:
         """Append whole lines to OUT/rel."""
+
+    async def archive(self, task: FetchTask, attempt: Attempt) -> Saved:
+        """Append the attempt's exchanges to the job's WARC file (C16)."""
 
 
 class Sink(Protocol):
@@ -87,12 +93,18 @@ class BytesSink:
 
 def _to_utf8(body: bytes, content_type: str | None, forced: str | None) -> tuple[bytes, str]:
     text, codec = charset.decode(body, content_type, forced)
+    if codec != "utf-8":
+        # Transcoded: a page that names its old charset (<meta charset>, an XML declaration)
+        # would be misread from the UTF-8 file, so its declaration says UTF-8 now. The
+        # manifest still records ``codec``, the one the body was decoded with.
+        text = charset.declare_utf8(text, content_type)
     # A forced codec such as unicode_escape can yield lone surrogates, which UTF-8 refuses.
     return text.encode(), codec
 
 
 class TextSink:
-    """``save: text``: decoded (codec order in charset.py), written as UTF-8."""
+    """``save: text``: decoded (codec order in charset.py), written as UTF-8; a transcoded
+    HTML or XML body declares UTF-8 (charset.declare_utf8)."""
 
     needs_body = True
 
@@ -188,9 +200,24 @@ class JsonLinesSink:
         return Saved(path=rel, charset="utf-8")
 
 
+class WarcSink:
+    """``save: warc``: the exchanges, request and response per redirect hop, appended to the
+    job's WARC file (output/warc.py); the body is stored as received unless the job sets
+    ``warc_decompress``."""
+
+    needs_body = False
+
+    def extension(self, content_type: str | None) -> str:
+        return ".warc.gz"
+
+    async def save(self, writer: Writer, task: FetchTask, attempt: Attempt, body: bytes) -> Saved:
+        return await writer.archive(task, attempt)
+
+
 SINKS: dict[str, Sink] = {
     "text": TextSink(),
     "bytes": BytesSink(),
     "json": JsonSink(),
     "jsonl": JsonLinesSink(),
+    "warc": WarcSink(),
 }

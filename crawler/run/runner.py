@@ -28,9 +28,10 @@ from ..errors import LocalError
 from ..http.options import read_proxy_environment
 from ..http.session import build_session
 from ..output.layout import Layout
-from ..output.manifest import Manifest, Record, replay_tail, utc_now
+from ..output.manifest import Manifest, Record, iter_records, replay_tail, utc_now
 from ..output.results import ResultWriter
 from ..output.storage import Storage, local_error
+from ..output.warc import WarcArchive, committed_ends
 from ..report.stats import SummaryStats
 from ..report.summary import build_summary, save_summary
 from ..state.base import DoneRow, RunStore
@@ -97,6 +98,7 @@ class Run:
         self._background: set[asyncio.Task[None]] = set()
         self._crawl: Crawl | None = None  # crawl mode, when a job has `follow`
         self._worker: Worker | None = None
+        self._continued = False  # this invocation continues an unfinished run
 
     @property
     def finished_now(self) -> int:
@@ -118,6 +120,7 @@ class Run:
             storage = Storage(self.out)
             storage.prepare()
             previous = None if self.fresh else state.unfinished_run()
+            self._continued = bool(previous)
             if previous:
                 state.resume_run(previous)
                 recovered = _recover(state, layout.manifest)
@@ -161,6 +164,7 @@ class Run:
         lock, state, storage, manifest, resuming = self._open()
         self.state, self.storage, self.manifest = state, storage, manifest
         started = time.monotonic()
+        warc = self._warc_archive()
         try:
             read_proxy_environment()
             async with build_session(self.concurrency, self.job_file.per_host) as session:
@@ -172,7 +176,7 @@ class Run:
                     out=self.out,
                     session=session,
                     state=state,
-                    writer=ResultWriter(storage, state),
+                    writer=ResultWriter(storage, state, warc),
                     manifest=manifest,
                     temp_path=storage.temp_path,
                     crawl=crawl,
@@ -207,6 +211,8 @@ class Run:
                 log.error("stopping: %s", exc)
             return self._finish(started)
         finally:
+            if warc is not None:
+                warc.close()
             storage.close()
             state.close()
             lock.release()
@@ -275,6 +281,21 @@ class Run:
                 self.state.unseal(batch)
                 raise
         self.state.commit(batch)
+
+    def _warc_archive(self) -> WarcArchive | None:
+        """The run's WARC files, when a job saves WARC; a resumed run continues its own,
+        cut back to the last exchange its manifest records."""
+        jobs = [job.name for job in self.job_file.jobs if job.save == "warc"]
+        if not jobs:
+            return None
+        archive = WarcArchive(self.out, self.state.run_id, self.job_file.path.name)
+        if self._continued:
+            manifest = Layout(self.out).manifest
+            records = iter_records(manifest, self.state.run_id) if manifest.exists() else ()
+            ends = committed_ends(records)
+            for job in jobs:
+                archive.resume(job, ends)
+        return archive
 
     def _known_remaining(self, finished: int) -> int | None:
         """Requests of the run not finished yet, where that is known without reading a

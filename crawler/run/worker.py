@@ -144,7 +144,11 @@ class Worker:
             )
             return decision.delay_s
         if isinstance(decision, Fail):
-            self.record(task, attempt, Saved(kind=decision.kind, message=decision.message))
+            saved = Saved()
+            if attempt.exchanges:  # a 404 or a 503 after retries is archived too (C16)
+                saved = await self.writer.archive(task, attempt)
+            saved.kind, saved.message = decision.kind, decision.message
+            self.record(task, attempt, saved)
         elif isinstance(decision, Keep) and previous is not None:
             saved = self.writer.kept(previous)
             self.record(task, attempt, saved, content_type=previous.content_type)
@@ -218,6 +222,8 @@ class Worker:
             referrer=task.referrer,
             headers=attempt.received_headers if attempt else None,
             fetch_ms=round(task.fetch_s * 1000, 1),
+            warc_offset=saved.warc_offset,
+            warc_length=saved.warc_length,
         )
         if self.manifest.append(record):
             asyncio.get_running_loop().call_soon(self._write_manifest)

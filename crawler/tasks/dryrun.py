@@ -64,6 +64,8 @@ def planned_path(task: FetchTask, names: NameClaims) -> str:
         return "-"  # no file: the manifest line records the response's headers
     if job.save == "jsonl":
         return f"{job.name}.jsonl"
+    if job.save == "warc":  # the run's id is not known before it starts
+        return f"{job.name}/{job.name}-<run>-NNNNN.warc.gz"
     guessed, _ = _GUESS.guess_type(PurePosixPath(task.url.path).name or "x.html", strict=True)
     ext = SINKS[job.save].extension(guessed or "text/html")
     return f"{job.name}/{naming.choose_name(task, ext, names.claim)}"
