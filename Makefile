@@ -6,11 +6,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint fmt bench clean
 
+# pip's and setuptools' output (the editable-install banner) goes to $(LOG), shown only when
+# the set-up fails.
+LOG := $(VENV)/install.log
+
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) (pip's output: $(LOG))"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[dev]'; } >$(LOG) 2>&1 \
+		|| { cat $(LOG) >&2; echo "make: setting up $(VENV) failed; pip's output is above and in $(LOG)" >&2; exit 1; }
+	@touch $(STAMP)
 
 install: $(STAMP)
 

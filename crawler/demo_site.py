@@ -1,5 +1,6 @@
 """The bundled demo site (an aiohttp.web app on 127.0.0.1, free port) and `crawler demo`,
-which runs the packaged demo job file against it."""
+which runs the packaged demo job file against it (its `filename` template keeps result names
+the same from run to run, whatever port the site gets)."""
 
 from __future__ import annotations
 

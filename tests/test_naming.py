@@ -251,7 +251,7 @@ def test_extension_from_save_mode_and_content_type(save, content_type, ext):
         ("{path}", "http://example.com/a.%20./%20b%20/c...", "a/b/c"),
         ("{path}", "http://example.com/caf%65%CC%81", "café"),
         ("{path}", "http://example.com/%E2%80%AEtxt.exe", "_txt.exe"),
-        ("{path}", "http://example.com/", ""),
+        ("{path}", "http://example.com/", "index.txt"),  # a folder's index, as wget names it
         (".", "http://example.com/", ""),
         ("../..", "http://example.com/", ""),
     ],

@@ -22,11 +22,15 @@ def _jar(job: JobSpec) -> aiohttp.CookieJar:
     return jar
 
 
-def request_cookies(job: JobSpec, url: URL) -> dict[str, str] | None:
-    """The cookies to send with a request of ``job`` to ``url``, or None for none."""
+def request_cookies(job: JobSpec, url: URL, same_origin: bool) -> dict[str, str] | None:
+    """The cookies to send with a request of ``job`` to ``url``, or None for none. The job's
+    own cookies go to the origins of its URLs only (``same_origin``: not to where a
+    redirect leads elsewhere); kept cookies go where their domain and path say."""
+    if not job.cookies and not job.keep_cookies:
+        return None
+    cookies = dict(job.cookies) if same_origin else {}
     if not job.keep_cookies:
-        return dict(job.cookies) if job.cookies else None
-    cookies = dict(job.cookies)
+        return cookies or None
     for name, morsel in _jar(job).filter_cookies(url).items():
         cookies[name] = morsel.value
     return cookies or None

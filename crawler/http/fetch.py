@@ -88,8 +88,8 @@ async def attempt(
     follow = job.max_redirects > 0
     result = Attempt()
     try:
-        if job.save == "warc":
-            await _recorded(session, task, headers, proxy, result, spill_path)
+        if job.save == "warc" or job.keep_cookies or job.cookies:
+            await _hop_by_hop(session, task, headers, proxy, result, spill_path)
             return result
         async with session.request(
             job.method,
@@ -100,7 +100,7 @@ async def attempt(
             allow_redirects=follow,
             max_redirects=job.max_redirects + 1,
             proxy=proxy,
-            cookies=request_cookies(job, task.url) if job.cookies or job.keep_cookies else None,
+            cookies=request_cookies(job, task.url, True),
             ssl=ssl_setting(job.verify),
             # Content-Encoding is undone here, where a stream that ends early is caught.
             auto_decompress=False,
@@ -162,7 +162,7 @@ def _is_connect_failure(exc: BaseException) -> bool:
     return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
-async def _recorded(
+async def _hop_by_hop(
     session: aiohttp.ClientSession,
     task: FetchTask,
     headers: dict[str, str],
@@ -170,21 +170,29 @@ async def _recorded(
     result: Attempt,
     spill_path: Callable[[], Path],
 ) -> None:
-    """One attempt of a ``save: warc`` job: redirects followed here, hop by hop, so each
-    hop's request and response (body included, whatever the status) can be archived."""
+    """One attempt with redirects followed here, hop by hop: for a ``save: warc`` job, so
+    each hop's request and response (body included, whatever the status) can be archived;
+    for a ``keep_cookies`` job, so a cookie a redirect sets goes to its target."""
     job = task.job
+    recording = job.save == "warc"
     method, url, body = job.method, task.url, job.body
-    result.exchanges = []
+    origin = task.url.origin()
+    exchanges: list[Exchange] = []
+    if recording:
+        result.exchanges = exchanges
     for hop in range(job.max_redirects + 1):
+        same_origin = url.origin() == origin
         async with session.request(
             method,
             url,
-            headers=headers,
+            # Credentials stay with the origin they were given for, as aiohttp and browsers
+            # do on a redirect elsewhere.
+            headers=headers if same_origin else _without_credentials(headers),
             data=body,
             timeout=job.timeout,
             allow_redirects=False,
             proxy=proxy,
-            cookies=request_cookies(job, url) if job.cookies or job.keep_cookies else None,
+            cookies=request_cookies(job, url, same_origin),
             ssl=ssl_setting(job.verify),
             auto_decompress=False,
         ) as response:
@@ -205,12 +213,13 @@ async def _recorded(
                 reason=response.reason or "",
                 response_headers=tuple(response.raw_headers),
             )
-            result.exchanges.append(exchange)
+            exchanges.append(exchange)
             location = response.headers.get("Location") or response.headers.get("URI")
             if response.status in REDIRECTS and location:
                 if response.content_length is not None and response.content_length > job.max_bytes:
                     raise TooLarge(f"redirect body exceeds max_bytes ({job.max_bytes})")
-                exchange.payload = await response.read()
+                if recording:
+                    exchange.payload = await response.read()
                 if hop == job.max_redirects:
                     raise TooManyRedirects(
                         f"more than {job.max_redirects} redirects (the last to {location} "
@@ -218,6 +227,10 @@ async def _recorded(
                     )
                 method, url, body = next_hop(method, response.url, response.status, location, body)
                 continue
+            if not recording:
+                if 200 <= response.status < 300 and method != "HEAD":
+                    await _read_body(response, job.max_bytes, result, spill_path)
+                return
             if method != "HEAD":
                 raw: list[bytes] | None = None if job.warc_decompress else []
                 await _read_body(response, job.max_bytes, result, spill_path, raw)
@@ -228,6 +241,14 @@ async def _recorded(
                     exchange.payload = result.body
                 # else the body is in the spill file: the archive reads it from there
             return
+
+
+def _without_credentials(headers: dict[str, str]) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in headers.items()
+        if name.lower() not in ("authorization", "cookie", "proxy-authorization")
+    }
 
 
 def _version(response: aiohttp.ClientResponse) -> str:

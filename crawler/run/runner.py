@@ -25,6 +25,7 @@ import aiohttp
 from .. import exitcodes
 from ..config.spec import JobFile
 from ..errors import LocalError
+from ..http.cookies import forget as forget_cookies
 from ..http.options import read_proxy_environment
 from ..http.session import build_session
 from ..output.layout import Layout
@@ -165,6 +166,7 @@ class Run:
         self.state, self.storage, self.manifest = state, storage, manifest
         started = time.monotonic()
         warc = self._warc_archive()
+        forget_cookies()  # kept cookies live within one run's jobs, never into the next
         try:
             read_proxy_environment()
             async with build_session(self.concurrency, self.job_file.per_host) as session:

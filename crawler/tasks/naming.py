@@ -6,8 +6,10 @@ folder whatever a template or URL holds.
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import re
+import string
 import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -128,19 +130,48 @@ def clean_component(part: str) -> str:
     return part
 
 
+@functools.lru_cache(maxsize=64)
+def _template_shape(template: str) -> tuple[bool, bool]:
+    """(whether the template has ``{ext}``, whether it ends with ``{path}``: nothing but
+    slashes after its last ``{path}``)."""
+    parsed = list(string.Formatter().parse(template))
+    has_ext = any(field == "ext" for _, field, _, _ in parsed)
+    if parsed and parsed[-1][1] is None and not parsed[-1][0].strip("/\\"):
+        parsed.pop()  # a trailing literal of only slashes
+    ends_with_path = bool(parsed) and parsed[-1][1] == "path"
+    return has_ext, ends_with_path
+
+
+def _path_value(url: URL) -> tuple[str, bool]:
+    """``{path}``: the URL path without its outer slashes; a folder (``/``, ``/docs/``) is
+    named by its ``index`` inside it, as wget does (``index``, ``docs/index``). Also whether
+    it is such an index."""
+    path = url.path
+    if path.endswith("/") or not path:
+        return f"{path.strip('/')}/index".lstrip("/"), True
+    return path.strip("/"), False
+
+
 def render_template(template: str, url: URL, key: str, index: int, ext: str) -> str:
     """Fill a ``filename`` template and clean every component. '' if nothing usable remains,
     or when the result is deeper or longer than a path should be (the caller then uses the
-    default name)."""
+    default name). A folder URL's ``{path}`` ends in ``index``; when the template ends with
+    it and has no ``{ext}``, the extension is added (``{path}`` of ``http://h/`` saved as
+    HTML: ``index.html``), so the file opens as what it is."""
+    path, is_index = _path_value(url)
     values = {
         "host": url.host or "",
-        "path": url.path.strip("/"),
+        "path": path,
         "query": url.raw_query_string,
         "hash": key[:_HASH_LEN],
         "index": str(index),
         "ext": ext,
     }
     filled = template.format_map(values)
+    if is_index:
+        has_ext, ends_with_path = _template_shape(template)
+        if ends_with_path and not has_ext:
+            filled = filled.rstrip("/\\") + ext  # ends in "index": "index.html"
     parts = [p for p in (clean_component(p) for p in re.split(r"[/\\]", filled)) if p]
     name = "/".join(parts)
     if len(parts) > MAX_DEPTH or len(name.encode()) > MAX_PATH_BYTES:
