@@ -179,8 +179,9 @@ class RunStats:
         self.bytes += size or 0
         if status is not None:
             self.by_status[str(status)] += 1
-        self.latency.add(elapsed_ms)
-        self.latency_bins[bisect.bisect_left(LATENCY_EDGES_MS, elapsed_ms)] += 1
+        if attempts:  # a request never sent (invalid_url, host_down) has no latency
+            self.latency.add(elapsed_ms)
+            self.latency_bins[bisect.bisect_left(LATENCY_EDGES_MS, elapsed_ms)] += 1
         if ok:
             self.ok += 1
         else:

@@ -24,10 +24,11 @@ class HostBreaker:
     def is_down(self, host: str) -> bool:
         return host in self._down
 
-    def why(self, host: str) -> str:
+    def why(self, host: str, attempts: int = 0) -> str:
+        done = "not attempted" if not attempts else f"not retried after {attempts} attempt(s)"
         return (
-            f"not attempted: {host} could not be connected to {self.threshold} times in a "
-            "row (host_down_after)"
+            f"{done}: {host} could not be connected to {self.threshold} times in a row "
+            "(host_down_after)"
         )
 
     def failed(self, host: str) -> None:

@@ -94,7 +94,7 @@ class Worker:
         if task.invalid is not None:
             kind, message = Kind.INVALID_URL, f"not an http(s) URL: {task.invalid}"
         elif self.breaker.is_down(task.host):
-            kind, message = Kind.HOST_DOWN, self.breaker.why(task.host)
+            kind, message = Kind.HOST_DOWN, self.breaker.why(task.host, task.attempts)
         else:
             return False
         if task.attempts == 0:

@@ -8,6 +8,7 @@ import os
 import re
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from ..config.spec import JobFile
@@ -76,6 +77,14 @@ def _printable(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def _warned(tasks: Iterator[FetchTask], warnings: UrlWarnings) -> Iterator[FetchTask]:
+    for task in tasks:
+        if task.invalid:
+            warnings.add_task(task)  # on stderr: data to fix, not a request
+        else:
+            yield task
+
+
 def print_dry_run(job_file: JobFile, out: Path | None, shard: Shard | None = None) -> None:
     """Print each request the run would make (of ``shard`` only, when given)."""
     folder = out or job_file.output
@@ -85,14 +94,13 @@ def print_dry_run(job_file: JobFile, out: Path | None, shard: Shard | None = Non
     names = NameClaims()
     write = sys.stdout.write
     warnings = UrlWarnings(sys.stderr.write)
-    tasks = first_only(interleave(job_file.jobs))
+    # Each line that is not a URL is warned about, repeats too (as validate does); each
+    # request is listed once.
+    tasks = first_only(_warned(interleave(job_file.jobs), warnings))
     if shard is not None:
         tasks = only_shard(tasks, shard)
     try:
         for task in tasks:
-            if task.invalid:
-                warnings.add_task(task)  # on stderr: data to fix, not a request
-                continue
             path = planned_path(task, names)
             target = "-" if path == "-" else root + path
             write(f"{task.job.method} {task.url_text} -> {target}\n")
