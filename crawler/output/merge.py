@@ -72,8 +72,11 @@ def _is_running(folder: Path) -> bool:
     return False
 
 
-def _latest_finished_run(folder: Path) -> str | None:
-    """The shard's newest run if it finished (exit 0 or 1), else None."""
+def latest_finished_run(folder: Path, since: str = "") -> str | None:
+    """The shard's newest run if it finished (exit 0 or 1) and started at or after ``since``
+    (ISO 8601 UTC as utc_now writes it: such strings sort as times do), else None. Read from
+    the shard's state, never from its last.json: a run writes last.json just before its
+    state records the end, so a shard killed in between has not finished."""
     path = Layout(folder).state
     if not path.is_file():
         return None
@@ -81,13 +84,14 @@ def _latest_finished_run(folder: Path) -> str | None:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             row = db.execute(
-                "SELECT id, finished_at, exit_code FROM runs ORDER BY started_at DESC LIMIT 1"
+                "SELECT id, started_at, finished_at, exit_code FROM runs "
+                "ORDER BY started_at DESC LIMIT 1"
             ).fetchone()
         finally:
             db.close()
     except sqlite3.Error:
         return None
-    if row is None or not row[1] or row[2] not in exitcodes.FINISHED:
+    if row is None or not row[2] or row[3] not in exitcodes.FINISHED or str(row[1]) < since:
         return None
     return str(row[0])
 
@@ -106,7 +110,7 @@ def check_shards(out: Path, count: int) -> tuple[list[FinishedShard], list[str]]
         if _is_running(folder):
             problems.append(f"{name} (running)")
             continue
-        run = _latest_finished_run(folder)
+        run = latest_finished_run(folder)
         summary: Any = None
         with contextlib.suppress(OSError, ValueError):
             summary = json.loads(Layout(folder).summary(run or "-").read_text("utf-8"))

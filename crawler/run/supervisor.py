@@ -16,6 +16,7 @@ supervisor's; otherwise the merge's code is.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from .. import exitcodes
 from ..config.spec import JobFile
 from ..output.layout import Layout
 from ..output.manifest import utc_now
+from ..output.merge import latest_finished_run
 from ..output.storage import replace_file
 from ..state.lock import FolderLock
 
@@ -64,16 +66,10 @@ def shares(total: int, count: int) -> list[int]:
 
 def shard_finished_since(folder: Path, since: str) -> bool:
     """Whether the shard in ``folder`` finished a run (exit 0 or 1) that started at or after
-    ``since`` (ISO 8601 UTC, as utc_now writes it: such strings sort as times do)."""
-    try:
-        last = json.loads(Layout(folder).last.read_text("utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(last, dict)
-        and last.get("exit_code") in exitcodes.FINISHED
-        and str(last.get("started_at", "")) >= since
-    )
+    ``since`` (ISO 8601 UTC, as utc_now writes it), judged as `crawler merge` judges it: by
+    the shard's state, not its last.json (written just before the state records the end, so
+    a kill in between would leave a shard that this skips and merge refuses, every time)."""
+    return latest_finished_run(folder, since) is not None
 
 
 class Supervisor:
@@ -112,6 +108,7 @@ class Supervisor:
                 )
             code = self._run_children(pending, fresh)
             if code is not None:
+                self._write_stopped(layout, record, code)
                 return code
             from ..output.merge import merge_command
 
@@ -133,6 +130,44 @@ class Supervisor:
                 "raise per_host or use --shard-by host"
             )
         return None
+
+    def _write_stopped(self, layout: Layout, record: dict[str, Any], code: int) -> None:
+        """OUT/.crawler/last.json for a --workers run that stopped early: it says so (C17),
+        with the counts the shards' own summaries give so far, never an older clean run."""
+        totals: dict[str, Any] = {"requests": 0, "ok": 0, "failed": 0, "bytes": 0}
+        by_kind: dict[str, int] = {}
+        runs = []
+        for k in range(self.count):
+            try:
+                last = json.loads(layout.shard(k, self.count).last.read_text("utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(last, dict) or str(last.get("started_at", "")) < record["started_at"]:
+                continue
+            runs.append(str(last.get("run")))
+            for key in totals:
+                totals[key] += int(last.get(key) or 0)
+            for kind, count in (last.get("by_kind") or {}).items():
+                by_kind[kind] = by_kind.get(kind, 0) + int(count)
+        reason = (
+            signal.Signals(self.stop_signal).name
+            if self.stop_signal is not None
+            else f"a shard stopped with exit code {code}"
+        )
+        summary = {
+            "run": f"workers-{record['started_at']}",
+            "started_at": record["started_at"],
+            "finished_at": utc_now(),
+            **totals,
+            "by_kind": by_kind,
+            "exit_code": code,
+            "stopped": reason,
+            "shards": self.count,
+            "runs": runs,
+            "out": str(self.out),
+        }
+        with contextlib.suppress(OSError):
+            _write_json(layout.last, summary)
 
     def _metrics_args(self) -> tuple[Path, str] | None:
         metrics = getattr(self.args, "metrics", None)
