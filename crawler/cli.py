@@ -323,13 +323,23 @@ def execute(
 ) -> dict[str, Any]:
     """Run a validated job file, print the summary line (as a JSON log line with the whole
     summary under ``summary`` for ``--log-format json``), return the summary (its
-    ``exit_code`` is the process's)."""
+    ``exit_code`` is the process's).
+
+    For someone at a terminal, a line after the summary says how to open the run's HTML
+    report (``report: crawler report OUT``); not with ``-q`` (only errors and the summary),
+    not for ``--log-format json`` (every line a JSON object) and not without a terminal
+    (cron: warnings and one summary, C13)."""
     run = Run(job_file, options, on_finished=progress.update if progress else None)
     summary = eventloop.run(_with_progress(run, progress))
     line = summary_line(summary)
     print(summary_json(line, summary) if log_format == "json" else line, file=sys.stderr)
     if "error" in summary:
         print(f"crawler: {summary['error']}", file=sys.stderr)
+    quiet = not logging.getLogger("crawler").isEnabledFor(logging.WARNING)  # -q
+    if log_format == "text" and not quiet and sys.stderr.isatty():
+        import shlex
+
+        print(f"report: crawler report {shlex.quote(str(summary['out']))}", file=sys.stderr)
     return summary
 
 

@@ -249,8 +249,10 @@ async def test_progress_redraws_at_a_terminal_and_log_lines_stay_whole(slow_job,
     )
     assert warning, raw
     assert re.search(rb"\d+/31 requests", ANSI.sub(b"", raw[warning.end() :]))
-    # The summary line comes last, after the display stopped.
-    assert plain.rstrip().splitlines()[-1].startswith("run ")
+    # The summary line comes after the display stopped, then how to open the report.
+    *_, summary, report = plain.rstrip().splitlines()
+    assert summary.startswith("run ")
+    assert report == f"report: crawler report {tmp_path / 'out' / 'job'}"
     assert len(read_manifest(tmp_path / "out" / "job")) == 31
 
 
@@ -260,9 +262,13 @@ async def test_no_progress_at_a_terminal_when_turned_off(slow_job, tmp_path, fla
     assert code == 1
     plain = ANSI.sub(b"", raw).decode()
     assert "/31 requests" not in plain and "req/s  " not in plain
-    assert plain.rstrip().splitlines()[-1].startswith("run ")
-    if flag == "-q":
+    lines = plain.rstrip().splitlines()
+    if flag == "-q":  # only errors and the summary line
         assert "WARNING" not in plain
+        assert lines[-1].startswith("run ") and "report:" not in plain
+    else:
+        assert lines[-2].startswith("run ")
+        assert lines[-1] == f"report: crawler report {tmp_path / 'out' / 'job'}"
 
 
 async def test_a_resumed_run_reports_what_it_skips(site, write_job, tmp_path):

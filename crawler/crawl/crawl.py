@@ -13,13 +13,14 @@ robots.txt in robots.py, the SQL in state/frontier.py.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import secrets
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -33,13 +34,13 @@ from ..state.base import NewRow, Row, RunStore
 from ..tasks.expand import FetchTask, request_key
 from . import sitemaps
 from .links import (
+    PageLinks,
     Scope,
     accept_all,
     canonical,
     host_key,
     is_html,
     origin_of,
-    page_links,
     parse_url,
 )
 from .robots import MAX_BYTES, MAX_REDIRECTS, Fetched, HostRules, Robots, agent_token
@@ -48,12 +49,31 @@ log = logging.getLogger(__name__)
 
 # Frontier rows read, and job URLs registered, per query: small, so memory stays flat.
 _BATCH = 256
-# Pages up to this size are parsed on the event loop; larger ones in a worker thread.
+# Pages up to this size are parsed on the event loop; larger ones in the parse thread.
 _INLINE_BYTES = 32 * 1024
-# The most of one page read for links (a bigger one was spilled to disk while fetched).
+# The most of one page read for links (a bigger one was spilled to disk while fetched). Read
+# piece by piece (links.PageLinks), so this bounds the time spent on a page, not memory.
 _MAX_PARSE_BYTES = 64 * 1024 * 1024
 # Scopes of job URLs kept in memory (one per job URL a crawl started from).
 _SCOPES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlProgress:
+    """Where a crawl stands, for the live display (``Crawl.progress``).
+
+    ``pages``: pages of follow jobs the run will fetch as known so far: the job's own URLs
+    and the links queued (within max_pages), finished ones included, robots.txt refusals
+    not. ``done_before``: those finished before this invocation (a resumed run). ``depth``:
+    the link depth of the page handed out last (the crawl goes roughly breadth first), of
+    at most ``max_depth``. ``growing``: whether the frontier may still grow: False once the
+    pages being fetched are at the last depth, or every follow job has queued max_pages."""
+
+    pages: int
+    done_before: int
+    depth: int
+    max_depth: int
+    growing: bool
 
 
 @dataclass(slots=True)
@@ -82,9 +102,17 @@ def _agent(job: JobSpec) -> str:
     return "*"
 
 
-def _file_links(path: Path, page: str, scope: Scope) -> list[tuple[str, str]]:
-    with path.open("rb") as body:
-        return page_links(body.read(_MAX_PARSE_BYTES), page, scope)
+def _limited(read: Callable[[int], bytes], limit: int) -> Callable[[int], bytes]:
+    """``read`` that gives at most ``limit`` bytes in all."""
+    left = limit
+
+    def read_some(size: int) -> bytes:
+        nonlocal left
+        data = read(min(size, left)) if left > 0 else b""
+        left -= len(data)
+        return data
+
+    return read_some
 
 
 class Crawl:
@@ -104,6 +132,12 @@ class Crawl:
         self._frontier.forget_other_runs()
         queued, blocked = self._frontier.counts_by_job()
         self._queued, self._blocked = Counter(queued), Counter(blocked)  # per job, max_pages
+        # For the live display (progress): plain ints, read from its thread.
+        self._pages = sum(queued.values())  # job URLs registered + links queued, this run
+        self._done_before = sum(self._frontier.by_depth().values())  # a resumed run's
+        self._depth = 0
+        self._max_depth = max((job.follow.depth for job in jobs if job.follow), default=0)
+        self._max_pages = {job.name: job.follow.max_pages for job in jobs if job.follow}
         self._robots = Robots()
         self._state = state
         self._session = session
@@ -117,6 +151,11 @@ class Crawl:
         self._scopes: OrderedDict[int, Scope] = OrderedDict()
         self._rated: set[str] = set()
         self._sitemaps_read: set[tuple[str, str]] = set()
+        # Every page's links are read in this one thread, one page and one piece at a time:
+        # lexbor holds the GIL while it parses, so more threads would not parse faster, and
+        # each would hold a tree and a malloc arena of its own (asyncio's default executor
+        # has up to 32 threads: with a few large pages at once, tens of MB each).
+        self._parser = ThreadPoolExecutor(1, thread_name_prefix="crawler-parse")
 
     # --- the pool's sources ----------------------------------------------------------------
 
@@ -152,6 +191,8 @@ class Crawl:
             seed.origin, was_queued = mark
             if was_queued:
                 self._queued[seed.job.name] -= 1
+            else:
+                self._pages += 1
             if seed.job.follow is not None:
                 self._remember(seed.origin, Scope.of_seed(seed.url, seed.job.follow))
             yield seed
@@ -188,6 +229,7 @@ class Crawl:
             if job is None:
                 continue  # a job taken out of the job file before this resume
             url = URL(row.url, encoded=True)
+            self._depth = row.depth
             return CrawlTask(
                 job,
                 row.id,
@@ -237,9 +279,13 @@ class Crawl:
 
     def _block(self, task: CrawlTask, rules: HostRules) -> None:
         reason = "unavailable" if rules.blocked is not None else "disallowed"
+        listed = task.depth == 0 and task.referrer is None  # one of the job's own URLs
         if self._frontier.block(task.key, reason):
             self._queued[task.job.name] -= 1
-        if reason == "disallowed" and task.depth == 0 and task.referrer is None:
+            self._pages -= 1
+        elif listed:
+            self._pages -= 1
+        if reason == "disallowed" and listed:
             log.warning(
                 "%s %s: disallowed by robots.txt, not fetched", task.job.name, task.url_text
             )
@@ -266,13 +312,11 @@ class Crawl:
             return
         scope = self._scope(task)
         if attempt.spill is not None:
-            found = await asyncio.to_thread(_file_links, attempt.spill, page, scope)
-        elif len(attempt.body) > _INLINE_BYTES:
-            found = await asyncio.to_thread(page_links, attempt.body, page, scope)
+            with attempt.spill.open("rb") as body:
+                await self._read_links(task, body.read, page, scope)
         else:
-            found = page_links(attempt.body, page, scope)
-        if found:
-            self._queue(task.job, found, task.depth + 1, task.url_text, task.origin)
+            inline = len(attempt.body) <= _INLINE_BYTES
+            await self._read_links(task, io.BytesIO(attempt.body).read, page, scope, inline)
 
     async def _discover_kept(self, task: CrawlTask, follow: FollowSpec) -> None:
         """A conditional refetch answered 304: the links are read from the file kept from
@@ -284,14 +328,34 @@ class Crawl:
             return
         scope = self._scope(task)
         try:
-            found = await asyncio.to_thread(
-                _file_links, self._out / previous.path, task.url_text, scope
-            )
+            with (self._out / previous.path).open("rb") as body:
+                await self._read_links(task, body.read, task.url_text, scope)
         except OSError as exc:
             log.warning("%s %s: cannot read the kept file: %s", task.job.name, task.url_text, exc)
-            return
-        if found:
-            self._queue(task.job, found, task.depth + 1, task.url_text, task.origin)
+
+    async def _read_links(
+        self,
+        task: CrawlTask,
+        read: Callable[[int], bytes],
+        page: str,
+        scope: Scope,
+        inline: bool = False,
+    ) -> None:
+        """Queue the links of the page ``read`` gives, a piece at a time (the parse thread
+        reads and parses a piece, then the loop queues its links), so a large page never
+        has its whole tree or all its links in memory; ``inline``: on the loop (small)."""
+        links = PageLinks(_limited(read, _MAX_PARSE_BYTES), page, scope)
+        loop = asyncio.get_running_loop()
+        while True:
+            if inline:
+                batch = links.next_batch()
+            else:
+                batch = await loop.run_in_executor(self._parser, links.next_batch)
+            if batch is None:
+                return
+            if batch:
+                assert task.depth is not None
+                self._queue(task.job, batch, task.depth + 1, task.url_text, task.origin)
 
     def _see(self, job: JobSpec, url: str) -> None:
         """Where a redirect led counts as fetched: a link to it later is not followed."""
@@ -327,6 +391,7 @@ class Crawl:
             added = self._frontier.add(rows, room)
             if added:
                 self._queued[name] += added
+                self._pages += added
                 self._unread = True
         for reason, blocked in refused.items():
             # Counted up to max_pages too, so a huge disallowed section cannot fill the disk.
@@ -403,7 +468,20 @@ class Crawl:
             if self._queued[job.name] >= follow.max_pages:
                 break
 
-    # --- summary ---------------------------------------------------------------------------
+    # --- progress and summary --------------------------------------------------------------
+
+    def progress(self) -> CrawlProgress:
+        """Where the crawl stands (for the live display): a few plain counters, no query;
+        safe to call from another thread."""
+        depth = self._depth
+        full = all(self._queued[name] >= most for name, most in self._max_pages.items())
+        return CrawlProgress(
+            pages=self._pages,
+            done_before=self._done_before,
+            depth=depth,
+            max_depth=self._max_depth,
+            growing=depth < self._max_depth and not full,
+        )
 
     def totals(self) -> dict[str, Any]:
         """Pages finished per depth and URLs robots.txt kept out, over the whole run."""

@@ -3,7 +3,9 @@ and whether a link is in a job's scope. No I/O; safe to call from a worker threa
 
 from __future__ import annotations
 
+import io
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -23,6 +25,15 @@ _HOST = re.compile(r"^[A-Za-z0-9._~%!$&'()*+,;=:-]+$")
 # The HTML URL parser strips these around a URL and drops tabs and newlines inside it.
 _STRIP = "".join(chr(c) for c in range(0x21))
 _DROP = str.maketrans("", "", "\t\n\r")
+# A page is parsed in pieces of about this size, each cut before a tag: lexbor's tree takes
+# about ten times the HTML it holds (a 5 MB page: some 50 MB), so a piece bounds it.
+PIECE_BYTES = 256 * 1024
+CUT_WINDOW = 32 * 1024  # how far back from a piece's end a tag to cut before is looked for
+_TAG_SECOND = frozenset(
+    bytes([c]) for c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ/!"
+)
+# Hrefs and canonical URLs remembered per page to resolve each once (see PageLinks).
+SEEN_LIMIT = 50_000
 
 
 def is_html(content_type: str | None) -> bool:
@@ -168,28 +179,114 @@ def accept_all(texts: list[str], scope: Scope) -> list[tuple[str, str]]:
 
 def page_links(body: bytes, page_url: str, scope: Scope) -> list[tuple[str, str]]:
     """(canonical URL, origin) of each in-scope http(s) link of an HTML page, each URL once,
-    in document order. Links resolve against ``<base href>`` (itself resolved against the
-    page URL, HTML 4.2.3) and the page URL; unparsable ones are skipped."""
-    base_href, hrefs = raw_links(body)
-    try:
-        base = URL(page_url)
-        if base_href:
-            joined = base.join(URL(base_href.strip(_STRIP).translate(_DROP)))
-            if joined.scheme in SCHEMES and joined.raw_host:
-                base = joined
-    except (ValueError, TypeError):
-        return []
-    seen: set[str] = set()
+    in document order (a page of more than PIECE_BYTES: piece by piece, see PageLinks).
+    Links resolve against ``<base href>`` (itself resolved against the page URL, HTML 4.2.3)
+    and the page URL; unparsable ones are skipped."""
+    links = PageLinks(io.BytesIO(body).read, page_url, scope)
     found: list[tuple[str, str]] = []
-    for href in hrefs:
-        try:
-            url = base.join(URL(href.strip(_STRIP).translate(_DROP)))
-            text = canonical(url)
-        except (ValueError, TypeError):
-            continue
-        if text is None or text in seen:
-            continue
-        seen.add(text)
-        if scope.allows(url, text):
-            found.append((text, origin_of(url)))
+    while (batch := links.next_batch()) is not None:
+        found += batch
     return found
+
+
+def pieces(read: Callable[[int], bytes]) -> Iterator[bytes]:
+    """The HTML that ``read(n)`` gives (up to n bytes a call, ``b""`` at the end), in pieces
+    of at most PIECE_BYTES + CUT_WINDOW bytes, each but the last cut just before a tag (a
+    ``<`` followed by a letter, ``/`` or ``!``) in its last CUT_WINDOW bytes."""
+    carry = b""
+    while True:
+        data = read(PIECE_BYTES)
+        buffer = carry + data if carry else data
+        if not data:
+            if buffer:
+                yield buffer
+            return
+        cut = _tag_start_before_end(buffer)
+        yield buffer[:cut]
+        carry = buffer[cut:]
+
+
+def _tag_start_before_end(buffer: bytes) -> int:
+    """Where the last tag of ``buffer``'s last CUT_WINDOW bytes starts; its length when there
+    is none (or only at its very start)."""
+    low = max(len(buffer) - CUT_WINDOW, 1)
+    end = len(buffer)
+    while (at := buffer.rfind(b"<", low, end)) > 0:
+        if buffer[at + 1 : at + 2] in _TAG_SECOND:
+            return at
+        end = at
+    return len(buffer)
+
+
+class PageLinks:
+    """The in-scope links of one HTML page, one piece of it a call (``next_batch``), so that
+    neither the parser's tree (about ten times the HTML it holds) nor the list of links grows
+    with the page: a page of 50 MB costs what a page of PIECE_BYTES does.
+
+    Each piece is parsed on its own, as lexbor parses a document (a piece starting mid-page
+    gets an implied ``<html><body>``); only a piece cut inside a comment or a ``<script>``
+    could show a link the whole page would not. The first ``<base href>`` applies from its
+    piece on (it is in the ``<head>``, the first piece, on any real page). Within a page each
+    link is resolved once: hrefs are compared without their fragment before they are
+    resolved, and canonical URLs after; each set is emptied past SEEN_LIMIT entries (a
+    repeat then reaches the frontier, which keeps one row per URL anyway)."""
+
+    def __init__(self, read: Callable[[int], bytes], page_url: str, scope: Scope) -> None:
+        self._pieces = pieces(read)
+        self._page_url = page_url
+        self._scope = scope
+        self._base: URL | None = None
+        self._base_set = False
+        self._hrefs: set[str] = set()
+        self._seen: set[str] = set()
+
+    def next_batch(self) -> list[tuple[str, str]] | None:
+        """The links of the next piece, in its document order (``<a>`` first, as raw_links
+        gives them); None when the page is done or its URL does not parse."""
+        piece = next(self._pieces, None)
+        if piece is None:
+            return None
+        base_href, hrefs = raw_links(piece)
+        base = self._resolve_base(base_href)
+        if base is None:
+            return None
+        if len(self._hrefs) > SEEN_LIMIT:
+            self._hrefs.clear()
+        if len(self._seen) > SEEN_LIMIT:
+            self._seen.clear()
+        seen_href, seen, scope = self._hrefs, self._seen, self._scope
+        found: list[tuple[str, str]] = []
+        for href in hrefs:
+            # The fragment is never sent: "p.html#a" and "p.html#b" are one link.
+            ref = href.strip(_STRIP).translate(_DROP).partition("#")[0]
+            if ref in seen_href:
+                continue
+            seen_href.add(ref)
+            try:
+                url = base.join(URL(ref))
+                text = canonical(url)
+            except (ValueError, TypeError):
+                continue
+            if text is None or text in seen:
+                continue
+            seen.add(text)
+            if scope.allows(url, text):
+                found.append((text, origin_of(url)))
+        return found
+
+    def _resolve_base(self, base_href: str | None) -> URL | None:
+        if self._base is not None and (self._base_set or not base_href):
+            return self._base
+        try:
+            base = URL(self._page_url)
+            if base_href:
+                self._base_set = True
+                joined = base.join(URL(base_href.strip(_STRIP).translate(_DROP)))
+                if joined.scheme in SCHEMES and joined.raw_host:
+                    base = joined
+        except (ValueError, TypeError):
+            return None
+        if self._base is not None:
+            self._hrefs.clear()  # resolved against the old base
+        self._base = base
+        return base

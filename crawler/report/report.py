@@ -19,7 +19,7 @@ from ..outcome import colour as kind_colour
 from ..output.layout import Layout
 from ..output.manifest import MANIFEST, iter_records, last_run
 from ..output.storage import replace_file
-from .stats import LATENCY_EDGES_MS, OTHER_HOSTS, RunStats
+from .stats import LATENCY_EDGES_MS, OTHER_HOSTS, RunStats, Totals
 from .summary import human_bytes, human_ms
 from .svg import columns, hbars, timeline
 
@@ -78,6 +78,18 @@ def _known_runs(out: Path) -> list[str]:
     return []
 
 
+def previous_run(out: Path, run: str) -> tuple[str, dict[str, Any]] | None:
+    """The run of OUT before ``run`` (run ids sort by their start time) and its saved
+    summary, when one was saved."""
+    with contextlib.suppress(OSError):
+        earlier = sorted(p.stem for p in Layout(out).runs.glob("*.json") if p.stem < run)
+        for candidate in reversed(earlier):
+            summary = _summary(out, candidate)
+            if summary:
+                return candidate, summary
+    return None
+
+
 # --- the page ----------------------------------------------------------------------------
 
 _CSS = """
@@ -134,6 +146,11 @@ def _cards(stats: RunStats, summary: dict[str, Any], duration_s: float) -> str:
         ("", f"{float(rate):,.1f}", "requests / s"),
         ("", human_ms(stats.latency.quantile(0.5)), "median latency"),
     ]
+    if stats.unchanged:
+        cards.append(("", f"{stats.unchanged:,}", "unchanged (304)"))
+    blocked = _robots_blocked(summary)
+    if blocked is not None:
+        cards.append(("", f"{sum(blocked.values()):,}", "kept out by robots.txt"))
     return (
         '<div class="cards">'
         + "".join(
@@ -152,9 +169,16 @@ def _outcome_section(stats: RunStats) -> str:
     status_rows = [(code, count, _status_colour(code)) for code, count in statuses]
     if no_response:
         status_rows.append(("no response", no_response, "#616161"))
+    unchanged = (
+        f'<p class="note">{stats.unchanged:,} of the ok requests were 304 Not Modified '
+        "(unchanged): a conditional refetch kept the file saved before.</p>"
+        if stats.unchanged
+        else ""
+    )
     return (
         "<section><h2>Outcome and error kinds</h2>"
         + hbars(rows, "requests by outcome and error kind")
+        + unchanged
         + "</section><section><h2>HTTP status codes</h2>"
         + (hbars(status_rows, "requests by HTTP status") if status_rows else "<p>None.</p>")
         + "</section>"
@@ -263,10 +287,14 @@ def _reasons_table(stats: RunStats) -> str:
 def _failures_section(stats: RunStats, manifest: Path) -> str:
     if not stats.failed:
         return "<section><h2>Failures</h2><p>None: every request succeeded.</p></section>"
+    # Crawl mode: the page that links to a failed one is what to fix (C14's referrer).
+    linked = any(f.referrer for f in stats.failures)
     rows = [
         f"<tr><td>{_kind_badge(f.kind)}</td><td class=n>{f.status or '-'}</td>"
         f"<td class=n>{f.attempts}</td><td>{escape(f.job)}</td><td>{escape(f.message)}</td>"
-        f'<td class="url">{escape(f.url)}</td></tr>'
+        f'<td class="url">{escape(f.url)}</td>'
+        + (f'<td class="url">{escape(f.referrer or "-")}</td>' if linked else "")
+        + "</tr>"
         for f in stats.failures
     ]
     more = stats.failures_not_kept
@@ -282,18 +310,130 @@ def _failures_section(stats: RunStats, manifest: Path) -> str:
         + _reasons_table(stats)
         + f"<h3>{each}</h3><table><tr><th>kind</th>"
         "<th class=n>status</th><th class=n>attempts</th><th>job</th><th>reason</th>"
-        "<th>URL</th></tr>" + "".join(rows) + "</table>" + note + "</section>"
+        "<th>URL</th>"
+        + ("<th>linked from</th>" if linked else "")
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+        + note
+        + "</section>"
     )
+
+
+def _totals_cells(t: Totals) -> str:
+    return (
+        f"<td class=n>{t.requests:,}</td><td class=n>{t.ok:,}</td>"
+        f"<td class=n>{t.failed:,}</td><td class=n>{t.unchanged:,}</td>"
+        f"<td class=n>{t.retries:,}</td><td class=n>{escape(human_bytes(t.bytes))}</td>"
+    )
+
+
+_TOTALS_HEADS = (
+    "<th class=n>requests</th><th class=n>ok</th><th class=n>failed</th>"
+    "<th class=n>unchanged (304)</th><th class=n>retries</th><th class=n>bytes</th>"
+)
 
 
 def _jobs_section(stats: RunStats) -> str:
     rows = "".join(
-        f"<tr><td>{escape(job)}</td><td class=n>{count:,}</td></tr>"
-        for job, count in sorted(stats.by_job.items())
+        f"<tr><td>{escape(job)}</td>{_totals_cells(totals)}</tr>"
+        for job, totals in sorted(stats.jobs.items())
     )
     return (
-        "<section><h2>Jobs</h2><table><tr><th>job</th><th class=n>requests</th></tr>"
-        f"{rows}</table></section>"
+        f"<section><h2>Jobs</h2><table><tr><th>job</th>{_TOTALS_HEADS}</tr>{rows}</table></section>"
+    )
+
+
+def _robots_blocked(summary: dict[str, Any]) -> dict[str, int] | None:
+    """The summary's ``robots_blocked`` (a run with crawl jobs), as counts."""
+    blocked = summary.get("robots_blocked")
+    if not isinstance(blocked, dict):
+        return None
+    return {str(k): v for k, v in blocked.items() if isinstance(v, int)}
+
+
+def _crawl_section(stats: RunStats, summary: dict[str, Any]) -> str:
+    """Crawl mode: pages per link depth (from the manifest's ``depth``) and the URLs
+    robots.txt kept out (from the run's summary); empty for a run without crawl jobs."""
+    blocked = _robots_blocked(summary)
+    if not stats.depths and blocked is None:
+        return ""
+    parts = ["<section><h2>Crawl</h2>"]
+    if stats.depths:
+        depths = sorted(stats.depths.items())
+        pages = sum(t.requests for _, t in depths)
+        parts.append(
+            f"<h3>Pages per depth ({pages:,} pages)</h3>"
+            + hbars(
+                [(f"depth {depth}", t.requests, "#1565c0") for depth, t in depths],
+                "pages fetched per link depth",
+            )
+            + f"<table><tr><th>depth</th>{_TOTALS_HEADS}</tr>"
+            + "".join(f"<tr><td>{depth}</td>{_totals_cells(t)}</tr>" for depth, t in depths)
+            + "</table>"
+            '<p class="note">Depth: link hops from the job\'s own URLs (0); pages of a '
+            "job's sitemaps count as depth 0.</p>"
+        )
+    if blocked is not None:
+        disallowed = blocked.get("disallowed", 0)
+        unavailable = blocked.get("unavailable", 0)
+        parts.append(
+            f"<h3>robots.txt ({disallowed + unavailable:,} URLs kept out)</h3><table>"
+            "<tr><th>why</th><th class=n>URLs</th></tr>"
+            f"<tr><td>disallowed by its rules</td><td class=n>{disallowed:,}</td></tr>"
+            "<tr><td>unavailable: the host's robots.txt failed (5xx, 429, timeout, no "
+            f"connection), so nothing there is fetched</td><td class=n>{unavailable:,}</td>"
+            "</tr></table>"
+            '<p class="note">Not fetched and not in the manifest; each URL counted once.</p>'
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _change(previous: int, now: int, human: bool = False, worse_up: bool = False) -> str:
+    delta = now - previous
+    if delta == 0:
+        return "<td class=n>no change</td>"
+    sign = "+" if delta > 0 else "&minus;"
+    amount = human_bytes(abs(delta)) if human else f"{abs(delta):,}"
+    share = f" ({sign}{abs(delta) / previous:.0%})" if previous else ""
+    colour = ""
+    if worse_up:
+        colour = f' style="color:{"#c62828" if delta > 0 else OK_COLOUR}"'
+    return f"<td class=n{colour}>{sign}{escape(amount)}{share}</td>"
+
+
+def _change_section(out: Path, run: str, stats: RunStats) -> str:
+    """This run next to the run of OUT before it (its saved summary): requests, failures
+    and bytes."""
+    found = previous_run(out, run)
+    if found is None:
+        return ""
+    before_run, before = found
+    rows = []
+    for name, key, now, human, worse_up in (
+        ("requests", "requests", stats.requests, False, False),
+        ("failed", "failed", stats.failed, False, True),
+        ("bytes", "bytes", stats.bytes, True, False),
+    ):
+        value = before.get(key)
+        if not isinstance(value, int):
+            continue
+        shown = (human_bytes(value), human_bytes(now)) if human else (f"{value:,}", f"{now:,}")
+        rows.append(
+            f"<tr><td>{name}</td><td class=n>{escape(shown[0])}</td>"
+            f"<td class=n>{escape(shown[1])}</td>{_change(value, now, human, worse_up)}</tr>"
+        )
+    if not rows:
+        return ""
+    when = before.get("finished_at") or before.get("started_at")
+    since = f", finished {escape(_readable_time(when))}" if when else ""
+    return (
+        "<section><h2>Change from the previous run</h2>"
+        f"<table><tr><th></th><th class=n>previous run {escape(before_run)}</th>"
+        f"<th class=n>this run</th><th class=n>change</th></tr>{''.join(rows)}</table>"
+        f'<p class="note">The previous run of this output folder: {escape(before_run)}'
+        f"{since} (its summary in .crawler/runs/).</p></section>"
     )
 
 
@@ -333,7 +473,9 @@ def render_report(out: Path, run: str, stats: RunStats, summary: dict[str, Any])
         f'<p class="sub">{exit_html}<br>{escape(str(out))}'
         f"{' &middot; ' + when if when else ''}</p>"
         + _cards(stats, summary, duration)
+        + _change_section(out, run, stats)
         + _outcome_section(stats)
+        + _crawl_section(stats, summary)
         + _latency_section(stats)
         + throughput
         + _hosts_section(stats)

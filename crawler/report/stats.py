@@ -136,6 +136,30 @@ class Failure:
     message: str
     status: int | None
     attempts: int
+    referrer: str | None = None  # crawl mode: the page that linked here
+
+
+@dataclass(slots=True)
+class Totals:
+    """Counts of one group of requests: a job, or the pages of one crawl depth."""
+
+    requests: int = 0
+    ok: int = 0
+    failed: int = 0
+    unchanged: int = 0  # 304 Not Modified on a conditional refetch: the kept file
+    bytes: int = 0
+    retries: int = 0
+
+    def add(self, ok: bool, status: int | None, size: int | None, attempts: int) -> None:
+        self.requests += 1
+        if ok:
+            self.ok += 1
+            if status == 304:
+                self.unchanged += 1
+        else:
+            self.failed += 1
+        self.bytes += size or 0
+        self.retries += max(attempts - 1, 0)
 
 
 @dataclass(slots=True)
@@ -159,6 +183,10 @@ class RunStats:
     failures: list[Failure] = field(default_factory=list)
     # (kind, message) -> [count, an example URL]
     reasons: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    # Per job, and per link depth (crawl mode: the lines with a ``depth``): few entries each.
+    jobs: dict[str, Totals] = field(default_factory=dict)
+    depths: dict[int, Totals] = field(default_factory=dict)
+    unchanged: int = 0  # ok with status 304: a conditional refetch kept the file
 
     def add(
         self,
@@ -172,6 +200,8 @@ class RunStats:
         attempts: int,
         error: dict[str, Any] | None,
         fetched_at: str | None,
+        depth: int | None = None,
+        referrer: str | None = None,
     ) -> None:
         self.requests += 1
         self.by_job[job] += 1
@@ -179,6 +209,17 @@ class RunStats:
         self.bytes += size or 0
         if status is not None:
             self.by_status[str(status)] += 1
+        if ok and status == 304:
+            self.unchanged += 1
+        totals = self.jobs.get(job)
+        if totals is None:
+            totals = self.jobs[job] = Totals()
+        totals.add(ok, status, size, attempts)
+        if depth is not None:
+            at_depth = self.depths.get(depth)
+            if at_depth is None:
+                at_depth = self.depths[depth] = Totals()
+            at_depth.add(ok, status, size, attempts)
         if attempts:  # a request never sent (invalid_url, host_down) has no latency
             self.latency.add(elapsed_ms)
             self.latency_bins[bisect.bisect_left(LATENCY_EDGES_MS, elapsed_ms)] += 1
@@ -190,7 +231,8 @@ class RunStats:
             message = str((error or {}).get("message") or "")
             self.by_kind[kind] += 1
             if len(self.failures) < MAX_FAILURES:
-                self.failures.append(Failure(url, job, kind, message, status, attempts))
+                failure = Failure(url, job, kind, message, status, attempts, referrer)
+                self.failures.append(failure)
             self._add_reason(kind, message, url)
         if fetched_at:
             second = self.per_second.get(fetched_at[:19])
@@ -212,6 +254,8 @@ class RunStats:
             attempts=record.attempts,
             error=record.error,
             fetched_at=record.fetched_at,
+            depth=record.depth,
+            referrer=record.referrer,
         )
 
     def add_line(self, record: dict[str, Any]) -> None:
@@ -226,6 +270,8 @@ class RunStats:
             attempts=_attempts(record.get("attempts")),
             error=record.get("error"),
             fetched_at=record.get("fetched_at"),
+            depth=_depth(record.get("depth")),
+            referrer=_text_or_none(record.get("referrer")),
         )
 
     def _add_reason(self, kind: str, message: str, url: str) -> None:
@@ -291,6 +337,14 @@ def _latency_ms(fetch_ms: object, elapsed_ms: object) -> float:
     before retries; ``elapsed_ms`` for a manifest written before fetch_ms existed."""
     value = fetch_ms if isinstance(fetch_ms, int | float) else elapsed_ms
     return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _depth(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _attempts(value: object) -> int:

@@ -102,6 +102,11 @@ class Run:
         self._continued = False  # this invocation continues an unfinished run
 
     @property
+    def crawl(self) -> Crawl | None:
+        """Crawl mode's state, when a job has ``follow`` (for the live display)."""
+        return self._crawl
+
+    @property
     def finished_now(self) -> int:
         """Requests this invocation finished (recorded)."""
         return self._worker.finished if self._worker is not None else 0

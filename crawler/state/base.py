@@ -69,6 +69,7 @@ class Row:
     depth: int
     referrer: str | None
     origin: int | None
+    asset: bool = False  # a page requisite (C16), not a page
 
 
 class FrontierStore(Protocol):
@@ -83,7 +84,13 @@ class FrontierStore(Protocol):
         self, seeds: Sequence[tuple[str, str, str]]
     ) -> list[tuple[int, bool] | None]: ...
 
-    def add(self, rows: Sequence[NewRow], limit: int, blocked: str | None = None) -> int: ...
+    def add(
+        self,
+        rows: Sequence[NewRow],
+        limit: int,
+        blocked: str | None = None,
+        asset: bool = False,
+    ) -> int: ...
 
     def see(self, job: str, key: str, url: str) -> None: ...
 

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from .sqlite import RunState
 
 _INSERT = (
-    "INSERT OR IGNORE INTO frontier (run, job, key, url, depth, referrer, origin, queued, blocked)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)"
+    "INSERT OR IGNORE INTO frontier "
+    "(run, job, key, url, depth, referrer, origin, queued, blocked, asset)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)"
 )
 
 
@@ -88,18 +89,27 @@ class Frontier:
                 out.append((int(ident), bool(queued) and blocked is None))
         return out
 
-    def add(self, rows: Sequence[NewRow], limit: int, blocked: str | None = None) -> int:
+    def add(
+        self,
+        rows: Sequence[NewRow],
+        limit: int,
+        blocked: str | None = None,
+        asset: bool = False,
+    ) -> int:
         """Queue the rows not seen before, at most ``limit`` of them; returns how many were
-        new. ``blocked`` stores them as seen but not to fetch, with that reason."""
+        new. ``blocked`` stores them as seen but not to fetch, with that reason; ``asset``
+        marks page requisites (C16: not a link hop, not counted toward max_pages)."""
         run = self.run
         with self._write() as db:
             if len(rows) <= limit:
-                return db.executemany(_INSERT, [(run, *row, blocked) for row in rows]).rowcount
+                return db.executemany(
+                    _INSERT, [(run, *row, blocked, asset) for row in rows]
+                ).rowcount
             added = 0
             for row in rows:
                 if added >= limit:
                     break
-                added += db.execute(_INSERT, (run, *row, blocked)).rowcount
+                added += db.execute(_INSERT, (run, *row, blocked, asset)).rowcount
             return added
 
     def see(self, job: str, key: str, url: str) -> None:
@@ -126,13 +136,13 @@ class Frontier:
         # NOT INDEXED: walk the rowid from ``after``; the (run, key) index would make SQLite
         # scan and sort the whole run's rows on every batch.
         rows = self._db.execute(
-            "SELECT id, job, key, url, depth, referrer, origin FROM frontier NOT INDEXED "
+            "SELECT id, job, key, url, depth, referrer, origin, asset FROM frontier NOT INDEXED "
             "WHERE id > ? AND run = ? AND queued = 1 AND blocked IS NULL AND NOT EXISTS "
             "(SELECT 1 FROM done WHERE done.run = frontier.run AND done.key = frontier.key) "
             "ORDER BY id LIMIT ?",
             (after, self.run, limit),
         ).fetchall()
-        return [Row(*row) for row in rows]
+        return [Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in rows]
 
     def url_of(self, ident: int) -> str | None:
         row = self._db.execute("SELECT url FROM frontier WHERE id = ?", (ident,)).fetchone()
@@ -144,7 +154,7 @@ class Frontier:
         blocked: dict[str, int] = {}
         for job, is_blocked, count in self._db.execute(
             "SELECT job, blocked IS NOT NULL, COUNT(*) FROM frontier "
-            "WHERE run = ? AND queued = 1 GROUP BY job, blocked IS NOT NULL",
+            "WHERE run = ? AND queued = 1 AND asset = 0 GROUP BY job, blocked IS NOT NULL",
             (self.run,),
         ):
             (blocked if is_blocked else queued)[job] = count

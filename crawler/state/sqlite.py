@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS validators (
 CREATE TABLE IF NOT EXISTS frontier (
     id INTEGER PRIMARY KEY, run TEXT NOT NULL, job TEXT NOT NULL, key TEXT NOT NULL,
     url TEXT NOT NULL, depth INTEGER NOT NULL, referrer TEXT, origin INTEGER,
-    queued INTEGER NOT NULL, blocked TEXT, claim TEXT, UNIQUE (run, key)
+    queued INTEGER NOT NULL, blocked TEXT, claim TEXT, asset INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (run, key)
 );
 """
 
@@ -53,6 +54,9 @@ class RunState:
         # last commits, which the manifest replay in ``recover`` then restores.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(frontier)")}
+        if "asset" not in columns:  # a state file written before page requisites existed
+            self.db.execute("ALTER TABLE frontier ADD COLUMN asset INTEGER NOT NULL DEFAULT 0")
         self._batch = Batch()
         self.run_id = ""
 
