@@ -56,7 +56,17 @@ REQUEST_KEYS = (
     "keep_cookies",
     "warc_decompress",
 )
-FOLLOW_KEYS = ("depth", "scope", "include", "exclude", "max_pages", "robots", "sitemaps")
+FOLLOW_KEYS = (
+    "depth",
+    "scope",
+    "include",
+    "exclude",
+    "max_pages",
+    "robots",
+    "sitemaps",
+    "assets",
+    "assets_scope",
+)
 
 # --- request keys ----------------------------------------------------------------------------
 
@@ -215,7 +225,7 @@ def _encoding(r: Reader, item: Value) -> str | None:
         return None
     try:
         info = codecs.lookup(value)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         info = None
     if info is None or not getattr(info, "_is_text_encoding", True):
         r.problem(item, item.path, f"unknown codec {value!r}")
@@ -309,8 +319,13 @@ def follow_spec(r: Reader, item: Value) -> FollowSpec | None:
             values[key] = r.integer(value, 0)
         elif key == "max_pages":
             values[key] = r.integer(value, 1)
-        elif key in ("robots", "sitemaps"):
+        elif key in ("robots", "sitemaps", "assets"):
             values[key] = r.boolean(value)
+        elif key == "assets_scope":
+            assets_scope = r.text(value)
+            if assets_scope is not None and assets_scope not in ("host", "any"):
+                r.problem(value, value.path, "must be host or any")
+            values[key] = assets_scope
         elif key == "scope":
             scope = r.text(value)
             if scope is not None and scope not in ("host", "domain", "prefix"):
@@ -326,7 +341,10 @@ def follow_spec(r: Reader, item: Value) -> FollowSpec | None:
             for pattern in patterns:
                 try:
                     re.compile(pattern)
-                except re.error as exc:
-                    r.problem(value, value.path, f"invalid regex {pattern!r}: {exc}")
+                except (re.error, OverflowError, RecursionError) as exc:
+                    # OverflowError: a repeat count like {99999999999}; RecursionError: groups
+                    # nested too deeply for the regex parser.
+                    reason = str(exc) or type(exc).__name__
+                    r.problem(value, value.path, f"invalid regex {pattern!r}: {reason}")
             values[key] = tuple(patterns)
     return FollowSpec(**{k: v for k, v in values.items() if v is not None})

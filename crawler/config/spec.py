@@ -61,6 +61,10 @@ class FollowSpec:
     max_pages: int = 10_000
     robots: bool = True
     sitemaps: bool = False
+    # Page requisites (C16): what a page needs to display, fetched once each at the page's
+    # depth, not as a link hop; on the page's host, or on any host.
+    assets: bool = False
+    assets_scope: str = "host"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """Page requisites (C16), as ``wget --page-requisites`` has them: what a page needs to display.
-Pure: the URLs an HTML page or a stylesheet refers to; crawl.py decides what to fetch.
+The URLs an HTML page or a stylesheet refers to (pure functions) and which of them are in the
+job's assets_scope; crawl.py queues them.
 
 From HTML: ``img`` ``src`` and ``srcset``, ``picture``/``video``/``audio`` ``source`` ``src``
 and ``srcset``, ``video`` ``poster``, ``track`` ``src``, ``script`` ``src``, ``link`` with rel
@@ -11,13 +12,20 @@ and ``url()``. ``data:`` URLs and fragments-only references are not fetched.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from selectolax.lexbor import LexborHTMLParser
 from yarl import URL
 
 from .links import SCHEMES, canonical, parse_url
+
+if TYPE_CHECKING:
+    from ..http.fetch import Attempt
 
 # (tag, attribute) pairs whose value is one URL.
 _SINGLE = (
@@ -37,8 +45,10 @@ _LINK_RELS = frozenset({"stylesheet", "icon", "apple-touch-icon", "mask-icon", "
 _CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)\s]*))\s*\)""", re.I)
 _CSS_IMPORT = re.compile(r"""@import\s+(?:"([^"]*)"|'([^']*)')""", re.I)
 _CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
-# The most of one stylesheet read for url()s.
-MAX_CSS_BYTES = 8 * 1024 * 1024
+# The most of one page or stylesheet read for its requisites.
+MAX_PARSE_BYTES = 8 * 1024 * 1024
+# Bodies up to this size are parsed on the event loop; larger ones on the parse thread.
+_INLINE_BYTES = 32 * 1024
 
 CSS_TYPES = frozenset({"text/css"})
 
@@ -134,8 +144,35 @@ def page_requisites(body: bytes, page_url: str) -> list[str]:
 
 def stylesheet_requisites(body: bytes, css_url: str) -> list[str]:
     """The canonical URLs a stylesheet imports or refers to with url()."""
-    text = body[:MAX_CSS_BYTES].decode("utf-8", "replace")
+    text = body[:MAX_PARSE_BYTES].decode("utf-8", "replace")
     return resolve(css_url, None, css_urls(text))
+
+
+async def requisites(
+    attempt: Attempt,
+    page: str,
+    extract: Callable[[bytes, str], list[str]],
+    assets_scope: str,
+    parser: Executor,
+) -> list[str]:
+    """The requisites ``extract`` finds in a fetched page or stylesheet (at most its first
+    MAX_PARSE_BYTES, read back from disk when it was spilled), in the scope asked for; a
+    large body is parsed on the crawl's parse thread, not the event loop."""
+    if attempt.spill is not None:
+        body = await asyncio.to_thread(_head_of, attempt.spill, MAX_PARSE_BYTES)
+    else:
+        body = attempt.body[:MAX_PARSE_BYTES]
+    if len(body) > _INLINE_BYTES:
+        found = await asyncio.get_running_loop().run_in_executor(parser, extract, body, page)
+    else:
+        found = extract(body, page)
+    host = URL(page).raw_host or ""
+    return [url for url in found if allowed(url, host, assets_scope)]
+
+
+def _head_of(path: Path, limit: int) -> bytes:
+    with path.open("rb") as body:
+        return body.read(limit)
 
 
 def allowed(url: str, page_host: str, assets_scope: str) -> bool:

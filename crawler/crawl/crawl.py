@@ -33,6 +33,7 @@ from ..output.storage import Storage
 from ..state.base import NewRow, Row, RunStore
 from ..tasks.expand import FetchTask, request_key
 from . import sitemaps
+from .assets import is_css, page_requisites, requisites, stylesheet_requisites
 from .links import (
     PageLinks,
     Scope,
@@ -82,6 +83,7 @@ class CrawlTask(FetchTask):
     from, whose scope its links must stay in."""
 
     origin: int = 0
+    asset: bool = False  # a page requisite (C16): its links are not followed
 
 
 def _link_job(job: JobSpec) -> JobSpec:
@@ -240,6 +242,7 @@ class Crawl:
                 depth=row.depth,
                 referrer=row.referrer,
                 origin=row.origin or row.id,
+                asset=row.asset,
             )
 
     # --- one request -----------------------------------------------------------------------
@@ -272,15 +275,54 @@ class Crawl:
             return
         status = attempt.status
         if attempt.kind is None and status is not None:
-            if 200 <= status < 300:
+            if 200 <= status < 300 and task.asset:
+                if follow.assets and is_css(attempt.content_type):  # its @imports and url()s
+                    await self._find_assets(task, attempt, stylesheet_requisites)
+            elif 200 <= status < 300:
                 await self._discover(task, follow, attempt)
+                if follow.assets and is_html(attempt.content_type):
+                    await self._find_assets(task, attempt, page_requisites)
             elif status == 304 and conditional:
                 await self._discover_kept(task, follow)
+
+    async def _find_assets(
+        self,
+        task: CrawlTask,
+        attempt: Attempt,
+        extract: Callable[[bytes, str], list[str]],
+    ) -> None:
+        """Queue what a page (or a stylesheet) needs to display (C16): at its own depth, not
+        a link hop and not counted toward max_pages; on its host unless assets_scope: any."""
+        follow = task.job.follow
+        assert follow is not None
+        page = attempt.final_url or task.url_text
+        found = await requisites(attempt, page, extract, follow.assets_scope, self._parser)
+        if found:
+            self._queue_assets(task, found, page)
+
+    def _queue_assets(self, task: CrawlTask, urls: list[str], page: str) -> None:
+        job, follow = task.job, task.job.follow
+        assert follow is not None
+        assert task.depth is not None
+        name, agent = job.name, self._agents[job.name]
+        rows: list[NewRow] = []
+        refused: dict[str, list[NewRow]] = {}
+        for url in urls:
+            row = (name, request_key(name, "GET", url, None), url, task.depth, page, task.origin)
+            rules = self._robots.known(origin_of(URL(url, encoded=True))) if follow.robots else None
+            if rules is not None and not rules.allows(url, agent):
+                refused.setdefault("unavailable" if rules.blocked else "disallowed", []).append(row)
+            else:
+                rows.append(row)
+        if rows and self._frontier.add(rows, len(rows), asset=True):
+            self._unread = True
+        for reason, blocked in refused.items():
+            self._frontier.add(blocked, len(blocked), blocked=reason, asset=True)
 
     def _block(self, task: CrawlTask, rules: HostRules) -> None:
         reason = "unavailable" if rules.blocked is not None else "disallowed"
         listed = task.depth == 0 and task.referrer is None  # one of the job's own URLs
-        if self._frontier.block(task.key, reason):
+        if self._frontier.block(task.key, reason) and not task.asset:
             self._queued[task.job.name] -= 1
             self._pages -= 1
         elif listed:
