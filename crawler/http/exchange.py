@@ -4,10 +4,15 @@ received, one per redirect hop. Pure data and the redirect rule; fetch.py fills 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from multidict import CIMultiDictProxy
 from yarl import URL
+
+from ..outcome import TooLarge
 
 # 301/302 turn a POST into a GET, 303 turns anything but HEAD into a GET (RFC 9110 15.4),
 # as aiohttp and browsers do; 307/308 repeat the request as it was.
@@ -24,8 +29,32 @@ class Exchange:
     status: int
     reason: str
     response_headers: tuple[tuple[bytes, bytes], ...]  # as received, in order
+    # When the response began to arrive (time.time()): the records' WARC-Date.
+    started: float = field(default_factory=time.time)
     payload: bytes = b""  # the body as received (chunked framing removed), or decoded
     decoded: bool = False  # payload has its Content-Encoding undone (warc_decompress)
+    # The payload is not in ``payload`` but in the attempt's spill file (too large to keep in
+    # memory; only ever the final hop's, and only when it is stored as the spill holds it).
+    spilled: bool = False
+    # Why the payload is not the whole body (its reading failed): a WARC-Truncated reason,
+    # "length" (max_bytes), "time" (a timeout) or "disconnect"; None when it is whole.
+    truncated: str | None = None
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around reading the body: when that fails, the exchange is marked truncated (its
+        status and headers arrived, so it is still archived, but not as whole)."""
+        try:
+            yield
+        except TooLarge:
+            self.truncated = "length"
+            raise
+        except TimeoutError:  # asyncio's and aiohttp's timeouts are TimeoutErrors
+            self.truncated = "time"
+            raise
+        except Exception:
+            self.truncated = "disconnect"
+            raise
 
 
 def next_hop(

@@ -216,10 +216,19 @@ async def _hop_by_hop(
             exchanges.append(exchange)
             location = response.headers.get("Location") or response.headers.get("URI")
             if response.status in REDIRECTS and location:
-                if response.content_length is not None and response.content_length > job.max_bytes:
-                    raise TooLarge(f"redirect body exceeds max_bytes ({job.max_bytes})")
-                if recording:
-                    exchange.payload = await response.read()
+                with exchange.reading():
+                    length = response.content_length
+                    if length is not None and length > job.max_bytes:
+                        raise TooLarge(f"redirect body exceeds max_bytes ({job.max_bytes})")
+                    if recording:  # kept within max_bytes, as a final body is
+                        chunks: list[bytes] = []
+                        size = 0
+                        async for data in response.content.iter_any():
+                            size += len(data)
+                            if size > job.max_bytes:
+                                raise TooLarge(f"redirect body exceeds max_bytes ({job.max_bytes})")
+                            chunks.append(data)
+                        exchange.payload = b"".join(chunks)
                 if hop == job.max_redirects:
                     raise TooManyRedirects(
                         f"more than {job.max_redirects} redirects (the last to {location} "
@@ -233,13 +242,15 @@ async def _hop_by_hop(
                 return
             if method != "HEAD":
                 raw: list[bytes] | None = None if job.warc_decompress else []
-                await _read_body(response, job.max_bytes, result, spill_path, raw)
+                with exchange.reading():
+                    await _read_body(response, job.max_bytes, result, spill_path, raw)
                 exchange.decoded = job.warc_decompress
                 if result.raw_body is not None:
                     exchange.payload = result.raw_body
                 elif result.spill is None:
                     exchange.payload = result.body
-                # else the body is in the spill file: the archive reads it from there
+                else:  # the body is in the spill file: the archive reads it from there
+                    exchange.spilled = True
             return
 
 
