@@ -177,7 +177,9 @@ async def test_crawl_progress_at_a_terminal(aiohttp_server, write_job, tmp_path)
     assert all(int(q) == int(t) - int(d) for d, t, q, _ in frames)
     assert frames[-1][:2] == (str(PAGES), str(PAGES))
     assert found[0] < PAGES  # seen growing
-    assert {1, 2} <= set(depths)
+    # The depth counts up to the last one (a frame at depth 1 may be missed on a busy machine:
+    # the display redraws a few times a second).
+    assert depths[-1] == 2
     assert re.search(r"depth 2/2  ETA \d+:\d\d", plain), plain
     *_, summary, report = plain.rstrip().splitlines()
     assert summary.startswith("run ") and f"{PAGES} requests" in summary
