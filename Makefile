@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint fmt bench clean
+.PHONY: install demo test lint fmt bench fuzz clean
 
 # pip's and setuptools' output (the editable-install banner) goes to $(LOG), shown only when
 # the set-up fails.
@@ -36,6 +36,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The long versions of tests/fuzz (`make test` runs them with a small fixed budget): many more
+# generated examples, and the kill -9 chaos runs with 100 kills, more URLs and a larger site.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -rA --hypothesis-show-statistics tests/fuzz
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache crawler-demo

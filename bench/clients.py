@@ -95,6 +95,60 @@ def crawler_outputs(batch: Batch) -> dict[str, Path]:
     return found
 
 
+CRAWL_DEPTH = 10  # deeper than the crawl site: every page is within reach
+
+
+def crawler_crawl_command(client: Client, batch: Batch) -> list[str]:
+    """crawler in crawl mode from the batch's first URL (the site's start page): every page
+    of the site, within its folder (scope: prefix), saved as bytes."""
+    job = {
+        "version": 1,
+        "concurrency": batch.concurrency,
+        "per_host": batch.concurrency,
+        "defaults": {"timeout": TIMEOUT},
+        "jobs": [
+            {
+                "name": CRAWLER_JOB,
+                "url": batch.urls[0],
+                "save": "bytes",
+                "follow": {"depth": CRAWL_DEPTH, "scope": "prefix", "max_pages": 1_000_000},
+            }
+        ],
+    }
+    path = batch.work / "job.yaml"
+    path.write_text(json.dumps(job, indent=2) + "\n")
+    options = ["--fresh", "-q", "--no-progress"]
+    return [str(client.binary), "run", str(path), "-o", str(batch.out), *options]
+
+
+def wget_crawl_command(client: Client, batch: Batch) -> list[str]:
+    """wget -r from the site's start page, not above its folder: one connection at a time,
+    the files under OUT/<path> as the server sent them."""
+    return [
+        str(client.binary),
+        "--quiet",
+        "--recursive",
+        f"--level={CRAWL_DEPTH}",
+        "--no-parent",
+        "--no-host-directories",
+        f"--directory-prefix={batch.out}",
+        batch.urls[0],
+    ]
+
+
+def crawl_clients() -> dict[str, Client]:
+    """The crawl scenario's clients: crawler in crawl mode and wget -r (the comparison users
+    make); wget2 -r too when installed."""
+    crawler = all_clients()["crawler"]
+    clients = {
+        "crawler": Client("crawler", crawler.binary, crawler_crawl_command, crawler_outputs),
+        "wget": Client("wget", shutil.which("wget"), wget_crawl_command, _by_rel),
+    }
+    if shutil.which("wget2"):
+        clients["wget2"] = Client("wget2", shutil.which("wget2"), wget_crawl_command, _by_rel)
+    return clients
+
+
 # --- the plain aiohttp script --------------------------------------------------------------
 
 
@@ -204,7 +258,8 @@ def all_clients() -> dict[str, Client]:
 def versions() -> dict[str, str]:
     """Versions of the installed command-line clients."""
     found = {}
-    for name, flag in (("curl", "--version"), ("wget2", "--version"), ("aria2c", "--version")):
+    names = ("curl", "wget", "wget2", "aria2c")
+    for name, flag in ((name, "--version") for name in names):
         binary = shutil.which(name)
         if binary is None:
             continue

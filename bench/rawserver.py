@@ -31,6 +31,7 @@ TYPES = {
     ".bin": b"application/octet-stream",
     ".txt": b"text/plain; charset=utf-8",
     ".json": b"application/json; charset=utf-8",
+    ".html": b"text/html; charset=utf-8",
 }
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 

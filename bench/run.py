@@ -21,9 +21,17 @@ Scenarios (--only a,b,...; --quick shrinks the sizes ~10x for a smoke run):
   d  a urls_file of 1,000,000 URLs: time from process start until the first request reaches
      the server, and peak RSS; SIGINT a few seconds after the first request
   e  one 1 GiB body saved as bytes: MB/s (10^6 bytes) and peak RSS
+  f  a crawl: a generated documentation-like site of 500 linked HTML pages of 20-200 KB
+     (a link every ~80 bytes) plus two of 5 MB and 2.5 MB (a docs site's changelog and full
+     index), crawled from its first page by crawler (follow, save: bytes, 8 requests in
+     flight) and by wget -r: pages per second and peak RSS (--quick: 50 pages, the two
+     large ones a tenth the size)
+  g  soak (bench/soak.py): crawler alone, 1,000,000 URLs in one run saved as bytes, its peak
+     RSS and open files sampled every half second: flat (10% and 100% within 10%; open files
+     at most 8 above the 10% count) and the manifest complete (--quick: 100,000 URLs)
 
 How: nginx from the system's packages (generated configuration, one worker, no access log)
-serves a, b and e; without nginx, and always for c and d, rawserver.py (raw asyncio
+serves a, b, e and f; without nginx, and always for c and d, rawserver.py (raw asyncio
 protocols, uvloop when importable) does. With 2+ CPUs the server is pinned to one CPU and each
 client to another (taskset). Every round writes into a new folder under bench/results/work
 and all is deleted only at the end: on ext4, creating files right after many were deleted is
@@ -52,18 +60,29 @@ from pathlib import Path
 import bodies
 import measure
 import report
-from clients import FLOOR, Batch, Client, all_clients, crawler_outputs, floor_report, versions
+from clients import (
+    FLOOR,
+    Batch,
+    Client,
+    all_clients,
+    crawl_clients,
+    crawler_outputs,
+    floor_report,
+    versions,
+)
 from measure import Sample, median
 from report import fmt, say
 from servers import Server, nginx_version, start_raw, start_static
+from soak import run_soak
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-SCENARIOS = "abcde"
+SCENARIOS = "abcdefg"
 RUN_TIMEOUT_S = 1800.0
 LATENCY_S = 0.05
 SETTLED_US = 150  # creating a small file should take ~30 µs; 10x that means a slow spell
 THROUGHPUT_CLIENTS = ("crawler", "plain aiohttp", FLOOR, "curl", "wget2", "aria2c")
+CRAWL_CONCURRENCY = 8  # (f) requests in flight: crawler's default per_host, one host
 
 
 @dataclass
@@ -464,11 +483,77 @@ class Bench:
         headers = ["client", "MB/s", "spread", "CPU s", "peak RSS MiB", "server CPU %", "check"]
         self.section(f"(e) one body of {size >> 20} MiB, save: bytes, disk", server, headers, rows)
 
+    def scenario_f(self) -> None:
+        big = tuple((n, size // self.scale) for n, size in bodies.SITE_BIG.items())
+        site = bodies.Site(bodies.SITE_PAGES // self.scale, big)
+        say(f"[f] preparing a site of {site.pages} pages (once) ...")
+        size = site.ensure(self.www)
+        server = self.static_server()
+        rels = [site.rel(index) for index in range(site.pages)]
+        urls = [f"{server.base}/{rel}" for rel in rels]
+        clients = []
+        for name, client in crawl_clients().items():
+            if self.args.clients and name not in self.args.clients:
+                continue
+            if not client.available:
+                self.note_once(f"{name}: not installed, skipped")
+                continue
+            clients.append(client)
+        cases = [
+            self.case(["f"], client, (urls, rels), self.work, CRAWL_CONCURRENCY)
+            for client in clients
+        ]
+        for case in cases:
+            case.discard = True
+        self.run_cases("f", cases, server)
+        rows = []
+        for case in cases:
+            samples = case.samples
+            rows.append(
+                [
+                    case.client.name,
+                    fmt(median(site.pages / s.wall_s for s in samples), 1),
+                    spread([site.pages / s.wall_s for s in samples]),
+                    fmt(median(s.cpu_s for s in samples), 2),
+                    fmt(median(s.maxrss_kib for s in samples) / 1024),
+                    fmt(median(100 * s.server_cpu_s / s.wall_s for s in samples)),
+                    self.check_cell(case),
+                ]
+            )
+        headers = ["client", "pages/s", "spread", "CPU s", "peak RSS MiB", "server CPU %", "check"]
+        sizes = " and ".join(f"{n / 1e6:g} MB" for _, n in big)
+        title = (
+            f"(f) crawl of a site of {site.pages} pages ({size / 1e6:.0f} MB of HTML, two of "
+            f"them {sizes}), {CRAWL_CONCURRENCY} requests in flight (wget: 1)"
+        )
+        self.section(title, server, headers, rows)
+        self.notes.append(
+            "(f) crawler follows links (depth 10, scope: prefix, save: bytes); wget runs "
+            "`wget -r -l 10 -np -nH`. Both fetch each page once; the check compares every "
+            "page with the file written for it."
+        )
+
+    def scenario_g(self) -> None:
+        if self.args.clients and "crawler" not in self.args.clients:
+            return
+        server = self.raw_server()
+        soak = run_soak(
+            server, self.work / "g", 1_000_000 // self.scale, self.args.concurrency, self.client_pin
+        )
+        server.stop()
+        self.sections.append(soak.section(server))
+        if not soak.passed():
+            self.notes.append(
+                f"(g) soak FAILED: its files are in bench/results/work/{self.stamp}/g with "
+                "--keep; `python bench/soak.py --keep` runs it alone"
+            )
+
     # --- the whole run ---------------------------------------------------------------------
 
     def run(self) -> None:
-        say(f"preparing documents in {self.www} (once) ...")
-        bodies.ensure_small(self.www)
+        if set(self.args.only) & set("abcdg"):  # the small bodies (e and f make their own)
+            say(f"preparing documents in {self.www} (once) ...")
+            bodies.ensure_small(self.www)
         # An editable install compiles crawler's modules at first import, unless
         # PYTHONDONTWRITEBYTECODE is set; then every run would compile them again (about
         # 20 ms of start-up). A regular install has them compiled, so measure that.

@@ -42,6 +42,7 @@ http {{
         application/octet-stream bin;
         text/plain txt;
         application/json json;
+        text/html html;
     }}
     default_type application/octet-stream;
     charset utf-8;

@@ -4,6 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable escaped as ``repr`` would (line
+    breaks and NUL as ``\\n``, ``\\x00``; separators, bidi controls and lone surrogates as
+    ``\\u2028``), so a message stays one line, prints as UTF-8 and never drives the terminal.
+    Spaces stay as they are."""
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        if c == " " or c.isprintable():
+            out.append(c)
+        elif c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif ord(c) < 0x100:
+            out.append(f"\\x{ord(c):02x}")
+        elif ord(c) < 0x10000:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(f"\\U{ord(c):08x}")
+    return "".join(out)
+
 
 class CrawlerError(Exception):
     """Base class of every error crawler raises on purpose."""
@@ -19,8 +43,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        return f"{self.file}:{self.line}: {where}{self.message}"
+        """One line, whatever the file name, key or message holds (see ``one_line``)."""
+        where = f"{one_line(self.path)}: " if self.path else ""
+        return f"{one_line(self.file)}:{self.line}: {where}{one_line(self.message)}"
 
 
 class ConfigError(CrawlerError, ValueError):

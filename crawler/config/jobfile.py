@@ -28,10 +28,12 @@ from .spec import (
     UrlSource,
 )
 from .yamlread import (
+    MAX_NESTING,
     Loader,
     Reader,
     Value,
     kind_of,
+    nesting_too_deep,
 )
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -58,18 +60,39 @@ def load_job_file(path: str | os.PathLike[str], environ: dict[str, str] | None =
     file = Path(path)
     shown = str(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        data = file.read_bytes()
     except FileNotFoundError:
         raise ConfigError([Problem(shown, 1, "", "job file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(shown, 1, "", f"cannot read job file: {exc}")]) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError([Problem(shown, 1, "", f"cannot read job file: {reason}")]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start : exc.end].hex(" ")
+        message = f"not UTF-8: bytes {bad} at line {line}; save the job file as UTF-8"
+        raise ConfigError([Problem(shown, line, "", message)]) from None
     r = Reader(file, dict(os.environ) if environ is None else environ)
     r.shown = shown
     try:
+        deep = nesting_too_deep(text)
+        if deep is not None:
+            message = f"nested more than {MAX_NESTING} levels deep"
+            raise ConfigError([Problem(shown, deep, "", message)])
         root = yaml.compose(text, Loader=Loader)
     except yaml.YAMLError as exc:
         line, message = _yaml_error(exc, text)
         raise ConfigError([Problem(shown, line, "", f"not valid YAML: {message}")]) from None
+    try:
+        return _validate(r, root)
+    except RecursionError:  # the nesting checks should make this unreachable
+        message = "too deeply nested to read"
+        raise ConfigError([*r.problems, Problem(shown, 1, "", message)]) from None
+
+
+def _validate(r: Reader, root: yaml.Node | None) -> JobFile:
+    shown = r.shown
     if root is None:
         raise ConfigError([Problem(shown, 1, "", "job file is empty")])
     if not isinstance(root, yaml.MappingNode):
@@ -141,7 +164,9 @@ def _job_file(r: Reader, root: yaml.Node, top: dict[str, Value]) -> JobFile | No
                 jobs.append(job)
         _check_job_names(r, names)
 
-    out = r.resolve(output) if output else r.file.parent / "out" / r.file.stem
+    out = r.file.parent / "out" / r.file.stem
+    if output:
+        out = r.resolve_path(top["output"], output) or out
     if r.problems:
         return None
     return JobFile(

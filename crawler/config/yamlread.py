@@ -4,17 +4,29 @@ key path (C2). Knows YAML, not the job file's keys: config.py says which keys me
 from __future__ import annotations
 
 import math
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..errors import Problem
+from ..errors import Problem, one_line
 from ..urls import url_problem
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+# A job file needs a handful of levels; PyYAML composes (and Python builds, substitutes and
+# serialises) values recursively, so deeper nesting would end in a RecursionError. Values that
+# aliases expand past this many (and far beyond the file's own size) are a "billion laughs".
+MAX_NESTING = 100
+MAX_EXPANDED = 1_000_000
+# A file or folder name on Linux, macOS and Windows file systems; a path as open(2) takes it.
+_NAME_MAX_BYTES = 255
+_PATH_MAX_BYTES = 4095
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -57,7 +69,57 @@ class Value:
 
 
 def child_path(path: str, key: object) -> str:
-    return f"{path}.{key}" if path else str(key)
+    """``path.key``, with line breaks and control characters in the key escaped (``\\n``), so
+    a key written as a block (``? |``) still prints as one key path on one line; an empty key,
+    or one with spaces around it, in double quotes (``defaults." "``), so it can be seen."""
+    text = one_line(str(key))
+    if not text or text != text.strip():
+        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{path}.{text}" if path else text
+
+
+def nesting_too_deep(text: str) -> int | None:
+    """The line where the YAML text nests more than MAX_NESTING collections deep, or None.
+    Reads parser events, which PyYAML produces without recursing, so this is safe to run
+    before composing (which recurses once per level). Raises yaml.YAMLError as compose would."""
+    depth = 0
+    for event in yaml.parse(text, Loader=Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                mark = event.start_mark
+                return int(mark.line) + 1 if mark is not None else 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
+
+
+def _children(node: yaml.Node) -> Iterator[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        yield from node.value
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            yield key_node
+            yield value_node
+
+
+def _measure(root: yaml.Node) -> dict[int, tuple[int, int]]:
+    """(values once aliases are expanded, levels of nesting) of every node, by id; without
+    recursion (aliases can nest far deeper than the text does). The graph has no cycles."""
+    sizes: dict[int, tuple[int, int]] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+            continue
+        measured = [sizes[id(child)] for child in _children(node)]
+        size = min(1 + sum(m[0] for m in measured), 1 << 62)
+        sizes[id(node)] = (size, 1 + max((m[1] for m in measured), default=0))
+    return sizes
 
 
 def _key_id(node: yaml.Node) -> object:
@@ -169,6 +231,12 @@ class Reader:
                 readable(node, path)
 
         def readable(node: yaml.Node, path: str) -> bool:
+            surrogate = _SURROGATE_RE.search(str(node.value))
+            if surrogate:
+                code = f"\\u{ord(surrogate.group()):04x}"
+                self.problem(node, path, f"holds {code}, half of a UTF-16 pair, which is not text")
+                broken[0] = True
+                return False
             if node.tag == _STR_TAG:
                 return True
             try:
@@ -181,7 +249,50 @@ class Reader:
             return True
 
         walk(root, "", ())
-        return not broken[0]
+        if broken[0]:
+            return False
+        return self._check_expansion(root)
+
+    def _check_expansion(self, root: yaml.Node) -> bool:
+        """Report the values that aliases make nest deeper than MAX_NESTING or expand to
+        more than MAX_EXPANDED values (and ten times the file's own); False if any does."""
+        sizes = _measure(root)
+        max_size = max(MAX_EXPANDED, 10 * len(sizes))
+
+        def too_big(node: yaml.Node) -> bool:
+            size, depth = sizes[id(node)]
+            return size > max_size or depth > MAX_NESTING
+
+        done: set[int] = set()
+        found = [False]
+
+        def walk(node: yaml.Node, path: str) -> None:
+            # Only nodes that are too big are entered, and each once: a child is smaller than
+            # its parent, so this stops at the smallest values that are too big.
+            done.add(id(node))
+            inner: list[tuple[yaml.Node, str]] = []
+            if isinstance(node, yaml.SequenceNode):
+                inner = [(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+            elif isinstance(node, yaml.MappingNode):
+                for key_node, value_node in node.value:
+                    at = path if key_node.tag == _MERGE_TAG else child_path(path, key_node.value)
+                    inner.append((value_node, at))
+            big = [(child, at) for child, at in inner if too_big(child)]
+            if not big:
+                size, depth = sizes[id(node)]
+                if depth > MAX_NESTING:
+                    message = f"aliases nest this value more than {MAX_NESTING} levels deep"
+                else:
+                    message = f"aliases expand this value to {size} values, too many to read"
+                self.problem(node, path, message)
+                found[0] = True
+            for child, at in big:
+                if id(child) not in done:
+                    walk(child, at)
+
+        if too_big(root):
+            walk(root, "")
+        return not found[0]
 
     # --- structure -------------------------------------------------------------------------
 
@@ -314,16 +425,50 @@ class Reader:
         if not value.strip():
             self.problem(item, item.path, "must not be empty")
             return None
-        path = self.resolve(value)
-        if must_exist and not path.is_file():
-            what = "not a file" if path.exists() else "file not found"
-            self.problem(item, item.path, f"{what}: {path}")
+        path = self.resolve_path(item, value)
+        if path is None:
+            return None
+        try:
+            if must_exist and not path.is_file():
+                what = "not a file" if path.exists() else "file not found"
+                self.problem(item, item.path, f"{what}: {path}")
+                return None
+        except OSError as exc:  # a name too long, a loop of symlinks, a folder not readable
+            self.problem(item, item.path, f"cannot use {path}: {exc.strerror or exc}")
             return None
         return path
+
+    def resolve_path(self, item: Value, value: str) -> Path | None:
+        """``value`` as a path against the job file's folder; None (a problem reported) when
+        no file system takes it: a NUL, a name over 255 bytes, an unknown ``~user``."""
+        problem = path_problem(value)
+        if problem is None:
+            try:
+                return self.resolve(value)
+            except RuntimeError as exc:  # Path.expanduser: "Could not determine home directory"
+                problem = f"cannot expand {value.split('/', 1)[0]!r}: {exc}"
+        self.problem(item, item.path, problem)
+        return None
 
     def resolve(self, value: str) -> Path:
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.file.parent / path
+
+
+def path_problem(value: str) -> str | None:
+    """Why no file system would take ``value`` as a path, or None."""
+    if "\0" in value:
+        return "a path must not contain a NUL character"
+    try:
+        encoded = os.fsencode(value)
+    except UnicodeError:
+        return "a path must be text the file system can encode"
+    longest = max(encoded.split(b"/"), key=len)
+    if len(longest) > _NAME_MAX_BYTES:
+        return f"a file or folder name is {len(longest)} bytes long, more than {_NAME_MAX_BYTES}"
+    if len(encoded) > _PATH_MAX_BYTES:
+        return f"the path is {len(encoded)} bytes long, more than {_PATH_MAX_BYTES}"
+    return None
 
 
 def kind_of(value: Any) -> str:
