@@ -98,6 +98,15 @@ class TooManyRedirects(Exception):
     """More redirects than the job's max_redirects."""
 
 
+def _raised_in(exc: BaseException, package: str) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is in ``package``."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    name = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return isinstance(name, str) and name.split(".")[0] == package
+
+
 def classify(exc: BaseException) -> tuple[Kind, str]:
     """(error kind, message) for an exception raised while fetching."""
     message = str(exc) or type(exc).__name__
@@ -126,6 +135,9 @@ def classify(exc: BaseException) -> tuple[Kind, str]:
         return Kind.CONNECT, message
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return Kind.CONNECT, f"invalid URL: {message}"
+    if isinstance(exc, IndexError) and _raised_in(exc, "yarl"):
+        # yarl fails this way on some URLs (``http://[::1]@``): here, a redirect's Location.
+        return Kind.REDIRECTS, f"redirected to an unusable URL: IndexError {message}"
     if isinstance(exc, aiohttp.ClientError | ValueError | UnicodeError):
         return Kind.PROTOCOL, message
     # Anything else is unexpected; it still fails this one request only (C12), not the run.

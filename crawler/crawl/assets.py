@@ -116,7 +116,7 @@ def resolve(base_url: str, base_href: str | None, references: Iterable[str]) -> 
             joined = base.join(parsed) if parsed is not None else base
             if joined.scheme in SCHEMES and joined.raw_host:
                 base = joined
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, IndexError):
         return []
     seen: set[str] = set()
     found: list[str] = []
@@ -128,7 +128,7 @@ def resolve(base_url: str, base_href: str | None, references: Iterable[str]) -> 
             continue
         try:
             text = canonical(base.join(parsed))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, IndexError):
             continue
         if text is not None and text not in seen:
             seen.add(text)
@@ -181,6 +181,6 @@ def allowed(url: str, page_host: str, assets_scope: str) -> bool:
         return True
     try:
         host = (URL(url).raw_host or "").lower()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, IndexError):
         return False
     return host == page_host.lower()

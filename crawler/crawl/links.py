@@ -70,7 +70,7 @@ def parse_url(text: str) -> URL | None:
     """``text`` as a URL, cleaned as the HTML URL parser does; None when it does not parse."""
     try:
         return URL(text.strip(_STRIP).translate(_DROP))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, IndexError):  # yarl: IndexError on "http://[::1]@"
         return None
 
 
@@ -170,7 +170,7 @@ def accept_all(texts: list[str], scope: Scope) -> list[tuple[str, str]]:
         url = parse_url(text)
         try:
             got = accept(url, scope) if url is not None else None
-        except (ValueError, TypeError):  # yarl parses some parts lazily
+        except (ValueError, TypeError, IndexError):  # yarl parses some parts lazily
             continue
         if got is not None:
             found.setdefault(*got)
@@ -265,7 +265,7 @@ class PageLinks:
             try:
                 url = base.join(URL(ref))
                 text = canonical(url)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, IndexError):  # yarl: IndexError on "http://[::1]@"
                 continue
             if text is None or text in seen:
                 continue
@@ -284,7 +284,7 @@ class PageLinks:
                 joined = base.join(URL(base_href.strip(_STRIP).translate(_DROP)))
                 if joined.scheme in SCHEMES and joined.raw_host:
                     base = joined
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, IndexError):  # yarl: IndexError on "http://[::1]@"
             return None
         if self._base is not None:
             self._hrefs.clear()  # resolved against the old base

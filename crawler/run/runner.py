@@ -13,6 +13,7 @@ import contextlib
 import logging
 import secrets
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -139,6 +140,12 @@ class Run:
         except OSError as exc:
             lock.release()
             raise local_error(exc, self.out) from exc
+        except sqlite3.DatabaseError as exc:
+            lock.release()
+            raise LocalError(
+                f"the run state {layout.state} is damaged ({exc}); move it aside and run "
+                "again: the run starts over, the manifest keeps the earlier lines"
+            ) from exc
         except BaseException:
             lock.release()
             raise

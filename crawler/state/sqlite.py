@@ -119,9 +119,12 @@ class RunState:
             (self.run_id, job, folded),
         ).fetchone()
         if row is None:
-            self.db.execute(
-                "INSERT INTO names VALUES (?, ?, ?, ?)", (self.run_id, job, folded, key)
-            )
+            try:
+                self.db.execute(
+                    "INSERT INTO names VALUES (?, ?, ?, ?)", (self.run_id, job, folded, key)
+                )
+            except sqlite3.Error as exc:  # a full disk: the run stops (exit 4), resumable
+                raise LocalError(f"cannot write the run state {self.path}: {exc}") from exc
             return True
         return str(row[0]) == key
 

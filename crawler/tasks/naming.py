@@ -126,7 +126,10 @@ def clean_component(part: str) -> str:
         if not part:
             return ""
     if is_windows_reserved(part):
-        part = "_" + part
+        # A device name gets a "_" in front; room is made for it within MAX_NAME.
+        part = "_" + (part[: MAX_NAME - 1] if len(part) >= MAX_NAME else part)
+        while len(part.encode()) > MAX_NAME_BYTES:
+            part = part[:-1]
     return part
 
 
@@ -197,11 +200,14 @@ def choose_name(task: FetchTask, ext: str, claim: Callable[[str, str, str], bool
     if not job.filename:
         return default
     name = render_template(job.filename, task.url, task.key, task.index, ext)
-    if not name:
+    if name:
+        if claim(job.name, name, task.key):
+            return name
+        name = with_hash(name, task.key)
+        if claim(job.name, name, task.key):
+            return name
+    # The default is claimed too in a templated job, so no template name can take it later;
+    # should a template name have taken it first, the request hash goes in once more.
+    if claim(job.name, default, task.key):
         return default
-    if claim(job.name, name, task.key):
-        return name
-    name = with_hash(name, task.key)
-    if claim(job.name, name, task.key):
-        return name
-    return default
+    return with_hash(default, task.key)

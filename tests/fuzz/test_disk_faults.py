@@ -94,7 +94,9 @@ def check_saved(out: Path, expected: dict[str, bytes], complete: bool) -> list[d
             assert hashlib.sha256(data).hexdigest() == record["sha256"], record
             assert data == expected[record["url"]]
     named = {r["path"] for r in records if r["path"]}
-    for path in (out / "j").rglob("*"):
+    # A run stopped by a full disk may have put a file in place whose manifest line it then
+    # could not write (file first, then line: C7); the resume fetches it again and writes both.
+    for path in (out / "j").rglob("*") if complete else ():
         if path.is_file():
             assert str(path.relative_to(out)) in named, f"a file without a manifest line: {path}"
     assert not list(out.rglob("*.part"))
@@ -306,13 +308,6 @@ GARBAGE = {  # (random bytes and a torn SQLite header fail the same way: not wor
 
 
 @pytest.mark.parametrize("garbage", sorted(GARBAGE))
-@pytest.mark.xfail(
-    strict=True,
-    reason="crawler/state/sqlite.py RunState.__init__ raises sqlite3.DatabaseError ('file is "
-    "not a database', at PRAGMA journal_mode=WAL) and crawler/run/runner.py Run._open catches "
-    "only OSError: `crawler run` prints a Python traceback and exits 1, where a clear "
-    "message naming OUT/.crawler/state.sqlite3 and exit 4 (or 2) belong",
-)
 def test_state_corrupted_between_runs(site: ChaosSite, tmp_path: Path, garbage: str) -> None:
     job, out, _ = interrupted_run(site, tmp_path)
     for path in (out / ".crawler").glob("state.sqlite3-*"):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from .rawhttp import RawServer, Reply, finish, job_entry, job_file_text
 from .test_http_fuzz import check_output, run_in_process
 
@@ -22,13 +20,6 @@ def run_one(head: bytes, body: bytes = b"") -> tuple[int, str, dict[str, object]
         return code, stderr, record
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="yarl raises IndexError (not ValueError) for the Location 'http://[::1]@'; "
-    "aiohttp's redirect handling (client.py) lets it through and crawler.outcome.classify "
-    "logs it as 'unexpected IndexError while fetching' with a traceback on stderr, recording "
-    "kind protocol instead of redirects (an unusable redirect target, C8)",
-)
 def test_a_redirect_to_a_url_yarl_cannot_parse() -> None:
     code, stderr, record = run_one(
         b"HTTP/1.1 302 Found\r\nLocation: http://[::1]@\r\nContent-Length: 0"
@@ -39,14 +30,6 @@ def test_a_redirect_to_a_url_yarl_cannot_parse() -> None:
     assert isinstance(error, dict) and error["kind"] == "redirects", record
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="crawler/crawl/links.py (next_batch) catches ValueError and TypeError around "
-    "yarl, which raises IndexError for the link 'http://[::1]@': the worker logs 'internal "
-    "error' with a traceback, records the page (a 200, fetched fine) as failed with kind "
-    "protocol, status null and no file (C7: nothing fetched is lost), and follows none of its "
-    "other links (/r/y is never fetched)",
-)
 def test_a_crawled_page_linking_to_a_url_yarl_cannot_parse() -> None:
     page = b'<html><body><a href="http://[::1]@">x</a><a href="/r/y">y</a></body></html>'
     with RawServer() as server, tempfile.TemporaryDirectory() as tmp:

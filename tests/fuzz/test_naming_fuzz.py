@@ -10,7 +10,6 @@ import tempfile
 import unicodedata
 from pathlib import Path
 
-import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from yarl import URL
@@ -108,9 +107,6 @@ def check_path(root: Path, name: str) -> Path:
     assert name and not name.startswith("/") and "\\" not in name, repr(name)
     parts = name.split("/")
     for part in parts:
-        # A known bug, pinned by test_a_reserved_name_cut_to_200_characters_stays_within_200
-        # (xfail): skipped here so that `make fuzz` goes on finding others. Remove with the fix.
-        assume(not (len(part) == MAX_NAME + 1 and is_windows_reserved(part[1:])))
         assert part not in ("", ".", ".."), repr(name)
         assert len(part) <= MAX_NAME, (len(part), name)
         assert len(part.encode()) <= 255, name
@@ -212,12 +208,6 @@ def test_names_are_unique_within_a_run(template: str | None, texts: list[str], e
                 create(check_path(root, default_name(task.url, key, ext)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="crawler/tasks/naming.py: choose_name claims template names only, so a template "
-    "name can equal another request's default name (which holds its hash but is never "
-    "claimed): both requests are saved to one file and the second overwrites the first (C6)",
-)
 def test_a_template_name_never_takes_another_requests_default_name() -> None:
     spec = job("{query}")
     claims = Claims()
@@ -229,12 +219,6 @@ def test_a_template_name_never_takes_another_requests_default_name() -> None:
     assert first_name.lower() != second_name.lower(), first_name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="crawler/tasks/naming.py: clean_component cuts a long name to 200 characters, then "
-    "prefixes '_' when the result is a Windows device name ('con.txt...'), giving 201 (C6: at "
-    "most 200 characters a name)",
-)
 def test_a_reserved_name_cut_to_200_characters_stays_within_200() -> None:
     cleaned = clean_component("con.txt" + "n" * 194)
     assert len(cleaned) <= MAX_NAME, len(cleaned)
