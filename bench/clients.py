@@ -38,6 +38,8 @@ class Client:
     command: Callable[[Client, Batch], list[str]]
     outputs: Callable[[Batch], dict[str, Path]]
     modes: tuple[str, ...] = ("bytes",)
+    # Not pinned to the client CPU: it runs processes of its own on every CPU it may use.
+    unpinned: bool = False
 
     @property
     def available(self) -> bool:
@@ -77,6 +79,16 @@ def crawler_command(client: Client, batch: Batch) -> list[str]:
     job = crawler_job(batch)
     options = ["--fresh", "-q", "--no-progress"]
     return [str(client.binary), "run", str(job), "-o", str(batch.out), *options]
+
+
+def crawler_workers_command(workers: str) -> Callable[[Client, Batch], list[str]]:
+    """crawler --workers N over the batch: one host, so the shards split it by URL."""
+
+    def command(client: Client, batch: Batch) -> list[str]:
+        argv = crawler_command(client, batch)
+        return [*argv, "--workers", workers, "--shard-by", "url"]
+
+    return command
 
 
 def crawler_outputs(batch: Batch) -> dict[str, Path]:
@@ -245,6 +257,17 @@ def all_clients() -> dict[str, Client]:
             crawler_outputs,
             ("bytes", "text", "json"),
         ),
+        **{
+            f"crawler --workers {n}": Client(
+                f"crawler --workers {n}",
+                str(crawler) if crawler.exists() else shutil.which("crawler"),
+                crawler_workers_command(n),
+                crawler_outputs,
+                ("bytes",),
+                unpinned=True,
+            )
+            for n in ("1", "2", "auto")
+        },
         "plain aiohttp": Client(
             "plain aiohttp", sys.executable, plain_command, _by_rel, ("bytes", "text", "json")
         ),

@@ -81,7 +81,17 @@ SCENARIOS = "abcdefg"
 RUN_TIMEOUT_S = 1800.0
 LATENCY_S = 0.05
 SETTLED_US = 150  # creating a small file should take ~30 µs; 10x that means a slow spell
-THROUGHPUT_CLIENTS = ("crawler", "plain aiohttp", FLOOR, "curl", "wget2", "aria2c")
+THROUGHPUT_CLIENTS = (
+    "crawler",
+    "crawler --workers 1",
+    "crawler --workers 2",
+    "crawler --workers auto",
+    "plain aiohttp",
+    FLOOR,
+    "curl",
+    "wget2",
+    "aria2c",
+)
 CRAWL_CONCURRENCY = 8  # (f) requests in flight: crawler's default per_host, one host
 
 
@@ -219,7 +229,8 @@ class Bench:
         return Case(label, client, make_batch, saves, discard)
 
     def run_client(self, case: Case, batch: Batch, server: Server) -> Sample:
-        argv = [*self.client_pin, *case.client.command(case.client, batch)]
+        pin = [] if case.client.unpinned else self.client_pin
+        argv = [*pin, *case.client.command(case.client, batch)]
         running = measure.start(argv, batch.work, server.cpu, RUN_TIMEOUT_S)
         sample = running.wait()
         if sample.exit_code != 0:
