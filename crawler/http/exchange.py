@@ -67,3 +67,17 @@ def next_hop(
     if status in (301, 302) and method == "POST":
         return "GET", target, None
     return method, target, body
+
+
+def received_headers(raw: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
+    """Header names as the server spelled them (the first spelling of each), values of a
+    repeated header joined with ", "."""
+    joined: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("utf-8", "replace")
+        folded = name.lower()
+        first = spelled.setdefault(folded, name)
+        joined[first] = f"{joined[first]}, {value}" if first in joined else value
+    return joined

@@ -19,6 +19,7 @@ import aiohttp
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 from multidict import CIMultiDictProxy
 
+from ..config.spec import JobSpec
 from ..errors import LocalError
 from ..outcome import Kind, TooLarge, TooManyRedirects, classify
 from ..output.storage import local_error
@@ -26,8 +27,8 @@ from ..tasks.expand import FetchTask
 from .cookies import keep as keep_cookies
 from .cookies import request_cookies
 from .decode import Decoder
-from .exchange import REDIRECTS, Exchange, next_hop
-from .options import env_proxy, request_headers, ssl_setting
+from .exchange import REDIRECTS, Exchange, next_hop, received_headers
+from .options import env_proxy, request_headers, ssl_setting, without_credentials
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +106,7 @@ async def attempt(
             # Content-Encoding is undone here, where a stream that ends early is caught.
             auto_decompress=False,
         ) as response:
-            result.status = response.status
-            result.final_url = str(response.url)
-            result.headers = response.headers
-            if job.keep_cookies:
-                keep_cookies(job, response)
-            if job.record_headers or job.method in ("HEAD", "OPTIONS"):
-                result.received_headers = received_headers(response.raw_headers)
+            _note_response(job, response, result)
             if not follow and _is_redirect(response):
                 raise TooManyRedirects(
                     f"redirected to {response.headers.get('Location')} with max_redirects 0"
@@ -140,20 +135,6 @@ async def attempt(
         result.body = b""
         result.size = 0
     return result
-
-
-def received_headers(raw: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
-    """Header names as the server spelled them (the first spelling of each), values of a
-    repeated header joined with ", "."""
-    joined: dict[str, str] = {}
-    spelled: dict[str, str] = {}
-    for raw_name, raw_value in raw:
-        name = raw_name.decode("latin-1")
-        value = raw_value.decode("utf-8", "replace")
-        folded = name.lower()
-        first = spelled.setdefault(folded, name)
-        joined[first] = f"{joined[first]}, {value}" if first in joined else value
-    return joined
 
 
 def _is_connect_failure(exc: BaseException) -> bool:
@@ -187,7 +168,7 @@ async def _hop_by_hop(
             url,
             # Credentials stay with the origin they were given for, as aiohttp and browsers
             # do on a redirect elsewhere.
-            headers=headers if same_origin else _without_credentials(headers),
+            headers=headers if same_origin else without_credentials(headers),
             data=body,
             timeout=job.timeout,
             allow_redirects=False,
@@ -196,13 +177,7 @@ async def _hop_by_hop(
             ssl=ssl_setting(job.verify),
             auto_decompress=False,
         ) as response:
-            result.status = response.status
-            result.final_url = str(response.url)
-            result.headers = response.headers
-            if job.keep_cookies:
-                keep_cookies(job, response)
-            if job.record_headers or job.method in ("HEAD", "OPTIONS"):
-                result.received_headers = received_headers(response.raw_headers)
+            _note_response(job, response, result)
             exchange = Exchange(
                 method=method,
                 url=str(response.url),
@@ -254,12 +229,16 @@ async def _hop_by_hop(
             return
 
 
-def _without_credentials(headers: dict[str, str]) -> dict[str, str]:
-    return {
-        name: value
-        for name, value in headers.items()
-        if name.lower() not in ("authorization", "cookie", "proxy-authorization")
-    }
+def _note_response(job: JobSpec, response: aiohttp.ClientResponse, result: Attempt) -> None:
+    """What every response (each hop, when redirects are followed here) gives the attempt:
+    status, final URL and headers; kept cookies; the headers as received when recorded."""
+    result.status = response.status
+    result.final_url = str(response.url)
+    result.headers = response.headers
+    if job.keep_cookies:
+        keep_cookies(job, response)
+    if job.record_headers or job.method in ("HEAD", "OPTIONS"):
+        result.received_headers = received_headers(response.raw_headers)
 
 
 def _version(response: aiohttp.ClientResponse) -> str:

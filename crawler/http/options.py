@@ -10,6 +10,7 @@ import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
+from ..config.requestkeys import SECRET_HEADERS
 from ..config.spec import JobSpec
 
 # The codings crawler undoes itself (C5), and so the only ones it asks for.
@@ -73,3 +74,8 @@ def ssl_setting(verify: bool | Path) -> bool | ssl.SSLContext:
 @lru_cache(maxsize=16)
 def _ssl_context(cafile: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
+
+
+def without_credentials(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` less the credentials (C3's secret headers), for a redirect elsewhere."""
+    return {name: value for name, value in headers.items() if name.lower() not in SECRET_HEADERS}

@@ -16,10 +16,20 @@ from typing import Any
 
 import orjson
 
+from ..state.base import DoneRow, RunStore
 from .layout import MANIFEST
 from .storage import Storage
 
-__all__ = ["MANIFEST", "Manifest", "Record", "iter_records", "last_run", "replay_tail", "utc_now"]
+__all__ = [
+    "MANIFEST",
+    "Manifest",
+    "Record",
+    "iter_records",
+    "last_run",
+    "replay_into",
+    "replay_tail",
+    "utc_now",
+]
 
 
 def utc_now() -> str:
@@ -229,3 +239,22 @@ def replay_tail(path: Path, offset: int, run_id: str) -> tuple[list[dict[str, An
                 records.append(record)
         handle.truncate(good_end)
     return records, good_end
+
+
+def replay_into(state: RunStore, manifest: Path) -> int:
+    """After a crash: the current run's lines written past its last state commit, replayed
+    into the state (``replay_tail`` checks their files) and committed; returns how many."""
+    records, good_end = replay_tail(manifest, state.committed_manifest_offset(), state.run_id)
+    for record in records:
+        state.add_done(
+            DoneRow(
+                record["key"],
+                bool(record["ok"]),
+                (record.get("error") or {}).get("kind"),
+                record.get("status"),
+                record.get("bytes"),
+                int(record.get("attempts", 1) or 0),
+            )
+        )
+    state.flush(good_end)
+    return len(records)

@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..http.exchange import Exchange
+from .layout import Layout
+from .manifest import iter_records
 from .storage import local_error
 from .warcrecords import Built, build_exchange, warcinfo_member
 
@@ -227,3 +229,19 @@ def committed_ends(records: Iterable[dict[str, object]]) -> dict[str, int]:
         if isinstance(offset, int) and isinstance(length, int) and isinstance(path, str):
             ends[path] = max(ends.get(path, 0), offset + length)
     return ends
+
+
+def open_archive(
+    out: Path, run: str, job_file: str, jobs: list[str], continued: bool
+) -> WarcArchive | None:
+    """The run's WARC files, when ``jobs`` (those saving WARC) is not empty; a continued run
+    goes on with its own, cut back to the last exchange its manifest records."""
+    if not jobs:
+        return None
+    archive = WarcArchive(out, run, job_file)
+    if continued:
+        manifest = Layout(out).manifest
+        ends = committed_ends(iter_records(manifest, run) if manifest.exists() else ())
+        for job in jobs:
+            archive.resume(job, ends)
+    return archive

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .._version import __version__
+from ..config.requestkeys import SECRET_HEADERS
 from ..http.exchange import Exchange
 
 _LEVEL = 6  # zlib's default: about 3x faster than 9, for a few percent more bytes
 _MASK = b"(secret: not recorded)"
-# Headers never kept as sent (C3), besides the job's own ${...}-filled ones.
-SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 # The stored response's framing: chunked transfer coding is removed from the payload.
 _HOP_BY_HOP = frozenset({b"transfer-encoding"})
 # A payload stored decoded (warc_decompress) says so: no Content-Encoding, its own length.

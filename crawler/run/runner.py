@@ -30,13 +30,13 @@ from ..http.cookies import forget as forget_cookies
 from ..http.options import read_proxy_environment
 from ..http.session import build_session
 from ..output.layout import Layout
-from ..output.manifest import Manifest, Record, iter_records, replay_tail, utc_now
+from ..output.manifest import Manifest, Record, replay_into, utc_now
 from ..output.results import ResultWriter
 from ..output.storage import Storage, local_error
-from ..output.warc import WarcArchive, committed_ends
+from ..output.warc import WarcArchive, open_archive
 from ..report.stats import SummaryStats
 from ..report.summary import build_summary, save_summary
-from ..state.base import DoneRow, RunStore
+from ..state.base import RunStore
 from ..state.lock import FolderLock
 from ..state.sqlite import RunState
 from ..tasks.dedupe import first_only
@@ -130,7 +130,7 @@ class Run:
             self._continued = bool(previous)
             if previous:
                 state.resume_run(previous)
-                recovered = _recover(state, layout.manifest)
+                recovered = replay_into(state, layout.manifest)
                 if recovered:
                     log.info("recovered %d finished requests from the manifest", recovered)
                 log.warning("resuming unfinished run %s in %s", previous, self.out)
@@ -297,19 +297,10 @@ class Run:
         self.state.commit(batch)
 
     def _warc_archive(self) -> WarcArchive | None:
-        """The run's WARC files, when a job saves WARC; a resumed run continues its own,
-        cut back to the last exchange its manifest records."""
         jobs = [job.name for job in self.job_file.jobs if job.save == "warc"]
-        if not jobs:
-            return None
-        archive = WarcArchive(self.out, self.state.run_id, self.job_file.path.name)
-        if self._continued:
-            manifest = Layout(self.out).manifest
-            records = iter_records(manifest, self.state.run_id) if manifest.exists() else ()
-            ends = committed_ends(records)
-            for job in jobs:
-                archive.resume(job, ends)
-        return archive
+        return open_archive(
+            self.out, self.state.run_id, self.job_file.path.name, jobs, self._continued
+        )
 
     def _known_remaining(self, finished: int) -> int | None:
         """Requests of the run not finished yet, where that is known without reading a
@@ -392,25 +383,6 @@ def _crawl_for_run(
 
     jobs = tuple(job for job in job_file.jobs if job.follow is not None)
     return Crawl(jobs, state, session, storage, set_host_rate)
-
-
-def _recover(state: RunStore, manifest: Path) -> int:
-    """Replay into the state the manifest lines of the current run written after its last
-    commit (a crash came between); returns how many."""
-    records, good_end = replay_tail(manifest, state.committed_manifest_offset(), state.run_id)
-    for record in records:
-        state.add_done(
-            DoneRow(
-                record["key"],
-                bool(record["ok"]),
-                (record.get("error") or {}).get("kind"),
-                record.get("status"),
-                record.get("bytes"),
-                int(record.get("attempts", 1) or 0),
-            )
-        )
-    state.flush(good_end)
-    return len(records)
 
 
 async def run_job_file(job_file: JobFile, options: RunOptions) -> dict[str, Any]:

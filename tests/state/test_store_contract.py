@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.output.manifest import Record, replay_tail
-from crawler.run.runner import _recover
+from crawler.output.manifest import Record, replay_into, replay_tail
 from crawler.state.base import Batch, DoneRow, FrontierStore, Row, RunStore, Validators
 from crawler.state.sqlite import RunState
 
@@ -725,7 +724,7 @@ def test_recovery_marks_the_replayed_requests_done(tmp_path, store_factory):
 
     store = store_factory(out)
     store.resume_run(store.unfinished_run() or "")
-    assert _recover(store, path) == 3
+    assert replay_into(store, path) == 3
     store.close()
 
     store = store_factory(out)
